@@ -1,0 +1,48 @@
+# Commands for readers, students and CI. Each target installs what it needs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install book book-quick book-check student-book test test-fast lint benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test,book]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: execute every chapter at full settings and build the HTML book in _build/html.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## Same, with the quick settings (a few minutes on a laptop CPU).
+book-quick: $(STAMP)
+	VAELAB_QUICK=1 $(BIN)/jupyter-book build . -W -n --keep-going
+
+## Render the committed notebook outputs without executing anything (seconds): checks the MyST.
+book-check: $(STAMP)
+	sed 's/execute_notebooks: force/execute_notebooks: "off"/' _config.yml > $(VENV)/config-check.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --path-output _build_check --config $(VENV)/config-check.yml
+
+## Student edition: solutions removed, solution cells turned into stubs (in _build_student).
+student-book: $(STAMP)
+	$(BIN)/python scripts/make_student_edition.py --out _build_student/src
+	cd _build_student/src && VAELAB_QUICK=1 ../../$(BIN)/jupyter-book build . -W -n --keep-going
+
+## Every test: vaelab's unit tests, the book build, the browser tests and nbval on every chapter.
+test: $(STAMP)
+	CI=1 VAELAB_QUICK=1 $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider
+
+## Unit tests only (no MNIST training, no notebooks, no book).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow and not book and not browser" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install -q ruff
+	$(BIN)/ruff check vaelab tests benchmarks scripts
+
+clean:
+	rm -rf _build _build_check _build_student runs artifacts

@@ -1,0 +1,47 @@
+"""vaelab: the companion package of the book "Variational Autoencoders, executable".
+
+The modules follow the book's vocabulary: ``prior`` p(z), ``recognition`` q(z|x),
+``generative`` decoders and ``likelihoods`` p(x|z), ``reparameterize``, ``kl``,
+``objectives`` (ELBO, importance-weighted bound), ``linear_gaussian`` (the exact model),
+``data`` (MNIST), ``training`` (fit), ``checkpoint``, ``diagnostics``, ``plots`` and
+``checks`` (homework checks).
+"""
+
+from __future__ import annotations
+
+from .checkpoint import load_checkpoint, load_model, restore_model, save_checkpoint
+from .data import DATA_ENV, ImageData, data_root, load_mnist, verify_mnist_files
+from .devices import resolve_device
+from .diagnostics import encode_dataset, latent_summary, rate_distortion
+from .generative import ConvDecoder, MLPDecoder
+from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension, kl_standard_normal
+from .likelihoods import BernoulliLikelihood, GaussianLikelihood, bernoulli_log_prob, gaussian_log_prob
+from .linear_gaussian import AffineEncoder, LinearGaussianModel
+from .model import VAE, VAEConfig, build_vae
+from .notebook import quick_mode, setup
+from .objectives import (
+    ELBOTerms,
+    elbo,
+    iwae_bound,
+    log_importance_weights,
+    log_likelihood_estimate,
+    training_loss,
+)
+from .prior import StandardNormalPrior, standard_normal_log_prob
+from .recognition import ConvEncoder, MLPEncoder
+from .reparameterize import reparameterize
+from .training import History, NonFiniteLossError, evaluate_elbo, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AffineEncoder", "BernoulliLikelihood", "ConvDecoder", "ConvEncoder", "DATA_ENV", "ELBOTerms",
+    "GaussianLikelihood", "History", "ImageData", "LinearGaussianModel", "MLPDecoder", "MLPEncoder",
+    "NonFiniteLossError", "StandardNormalPrior", "VAE", "VAEConfig", "bernoulli_log_prob",
+    "build_vae", "data_root", "diagonal_gaussian_log_prob", "elbo", "encode_dataset",
+    "evaluate_elbo", "fit", "gaussian_log_prob", "iwae_bound", "kl_monte_carlo", "kl_per_dimension",
+    "kl_standard_normal", "latent_summary", "load_checkpoint", "load_mnist", "load_model",
+    "log_importance_weights", "log_likelihood_estimate", "rate_distortion", "reparameterize",
+    "resolve_device", "restore_model", "save_checkpoint", "standard_normal_log_prob",
+    "training_loss", "verify_mnist_files", "quick_mode", "setup",
+]

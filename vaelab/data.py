@@ -1,0 +1,203 @@
+"""MNIST as tensors: continuous [0, 1] pixels, dynamic or static binarization.
+
+Where the data lives: the ``root`` argument, else the environment variable ``VAELAB_DATA``,
+else ``~/.cache/vaelab``. With ``VAELAB_DATA`` set (CI, this book's development machines) the
+files must already be there and nothing is downloaded; otherwise torchvision downloads them.
+The four raw files are checked against their published SHA-256 sums, so a truncated or corrupted
+download is reported (with the fix) instead of producing silently wrong images.
+
+The training fast path: the whole split is one (N, 784) float tensor on the training device and
+batches are slices by a shuffled index; no per-image PIL conversion happens in the loop.
+Binarization conventions (they change the reported numbers, see chapter 8):
+* "none": grey pixels in [0, 1] (for a Gaussian likelihood; a Bernoulli "likelihood" on grey
+  pixels is not a normalized likelihood);
+* "dynamic": a fresh x ~ Bernoulli(pixel intensity) every time an image is used (Burda et al.);
+* "static": one fixed Bernoulli draw per image with a seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .validation import check_positive_int
+
+__all__ = ["ImageData", "load_mnist", "data_root", "verify_mnist_files", "DATA_ENV", "MNIST_SHA256"]
+
+DATA_ENV = "VAELAB_DATA"
+BINARIZATIONS = ("none", "dynamic", "static")
+
+# Published SHA-256 sums of the uncompressed original MNIST files (torchvision's raw layout).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+_SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_verified: set[tuple[str, int, int]] = set()
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder that holds (or will hold) ``MNIST/raw``: argument, $VAELAB_DATA, or ~/.cache/vaelab."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "vaelab"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_mnist_files(root: str | os.PathLike, split: str = "train") -> None:
+    """Raise a RuntimeError naming the file and the fix if a raw MNIST file of ``split`` is
+    missing, truncated or corrupted (SHA-256 mismatch). Each file is hashed once per process."""
+    raw = Path(root) / "MNIST" / "raw"
+    for name in _SPLIT_FILES[split]:
+        path = raw / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"MNIST file {path} is missing; set {DATA_ENV} to the folder that contains "
+                "MNIST/raw, or unset it to let torchvision download MNIST."
+            )
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key in _verified:
+            continue
+        if _sha256(path) != MNIST_SHA256[name]:
+            raise RuntimeError(
+                f"MNIST file {path} is corrupted or truncated (SHA-256 mismatch, {stat.st_size} "
+                "bytes); delete it and download again (unset "
+                f"{DATA_ENV} and call load_mnist(download=True)), or copy an intact file there."
+            )
+        _verified.add(key)
+
+
+@dataclass
+class ImageData:
+    """A split held as tensors: images (N, D) float in [0, 1], labels (N,) int64.
+
+    ``binarization`` says how ``batches`` presents the images: "none" and "static" return the
+    stored pixels; "dynamic" draws x ~ Bernoulli(images) afresh for every batch.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    binarization: str = "none"
+    image_shape: tuple[int, int] = (28, 28)
+
+    def __post_init__(self) -> None:
+        if self.binarization not in BINARIZATIONS:
+            raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {self.binarization!r}.")
+        if self.images.dim() != 2 or len(self.images) != len(self.labels):
+            raise ValueError(
+                f"images must be (N, D) with N == len(labels), got {tuple(self.images.shape)} "
+                f"and {tuple(self.labels.shape)} labels."
+            )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> ImageData:
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+
+    def take(self, n: int) -> ImageData:
+        """The first n examples (a view, no copy)."""
+        check_positive_int("n", n)
+        return replace(self, images=self.images[:n], labels=self.labels[:n])
+
+    def batches(self, batch_size: int, shuffle: bool = True,
+                generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[torch.Tensor]:
+        """Yield (batch, D) tensors covering the split once; ``generator`` (on the data's
+        device) drives the shuffle and the dynamic binarization, for reproducibility."""
+        check_positive_int("batch_size", batch_size)
+        n = len(self)
+        order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            if order is None:
+                batch = self.images[start:start + batch_size]
+            else:
+                batch = self.images[order[start:start + batch_size]]
+            if self.binarization == "dynamic":
+                batch = torch.bernoulli(batch, generator=generator)
+            yield batch
+
+    def fixed_binarization(self, seed: int = 0) -> ImageData:
+        """A statically binarized copy (one Bernoulli draw per pixel with ``seed``)."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        images = torch.bernoulli(self.images, generator=generator)
+        return replace(self, images=images, binarization="static")
+
+
+def load_mnist(split: str = "train", root: str | os.PathLike | None = None, binarization: str = "none",
+               device: torch.device | str = "cpu", limit: int | None = None, seed: int = 0,
+               download: bool | None = None) -> ImageData:
+    """MNIST ``split`` ("train": 60k, "test": 10k) as an ``ImageData`` on ``device``.
+
+    binarization: "none" (grey [0, 1]), "dynamic" or "static" (seeded by ``seed``).
+    limit: keep only the first ``limit`` images (quick runs). download: None means "download
+    only when $VAELAB_DATA is not set"; True/False force it. Pixels are divided by 255.
+    """
+    if split not in _SPLIT_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if binarization not in BINARIZATIONS:
+        raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {binarization!r}.")
+    folder = data_root(root)
+    if download is None:
+        download = root is None and not os.environ.get(DATA_ENV)
+    raw = folder / "MNIST" / "raw"
+    if not all((raw / f).is_file() for f in _SPLIT_FILES[split]):
+        if not download:
+            raise FileNotFoundError(
+                f"MNIST was not found in {raw} and downloading is off; set {DATA_ENV} (or root=) "
+                "to the folder that contains MNIST/raw, or call load_mnist(download=True) with "
+                "internet access."
+            )
+        _download(folder, split)
+    verify_mnist_files(folder, split)
+
+    from torchvision.datasets import MNIST
+
+    dataset = MNIST(str(folder), train=(split == "train"), download=False)
+    images = dataset.data.reshape(len(dataset.data), -1)
+    labels = dataset.targets
+    if limit is not None:
+        check_positive_int("limit", limit)
+        images, labels = images[:limit], labels[:limit]
+    data = ImageData(images.to(device=device, dtype=torch.float32).div_(255.0), labels.to(device))
+    if binarization == "static":
+        return data.fixed_binarization(seed)
+    return replace(data, binarization=binarization)
+
+
+def _download(folder: Path, split: str) -> None:
+    from torchvision.datasets import MNIST
+
+    try:
+        MNIST(str(folder), train=(split == "train"), download=True)
+    except Exception as err:  # network errors come in many types; all get the same advice
+        raise RuntimeError(
+            f"could not download MNIST into {folder} ({type(err).__name__}: {err}); check the "
+            f"internet connection, or copy the four raw files to {folder / 'MNIST' / 'raw'} and "
+            f"set {DATA_ENV}={folder}."
+        ) from err

@@ -1,0 +1,62 @@
+"""Diagnostics of a trained VAE: rate, distortion, per-dimension KL, active units.
+
+rate = E_x[KL(q(z|x) || p(z))], distortion = -E_x E_q[log p(x|z)] (Alemi et al. 2018), so
+-ELBO = rate + distortion. A latent dimension u is *active* when the encoder's mean moves with
+the input: A_u = Cov_x(E_q[z_u|x]) > 0.01 (Burda et al. 2015); inactive dimensions have
+collapsed to the prior (posterior collapse, chapter 9).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .data import ImageData
+from .kl import kl_per_dimension
+from .model import VAE
+from .objectives import elbo
+
+__all__ = ["LatentSummary", "latent_summary", "rate_distortion", "encode_dataset"]
+
+
+class LatentSummary(NamedTuple):
+    kl_per_dim: torch.Tensor        # (latent_dim,) mean KL of each dimension, nats
+    activity: torch.Tensor          # (latent_dim,) Cov_x(E_q[z_u|x])
+    active: torch.Tensor            # (latent_dim,) bool, activity > threshold
+
+    @property
+    def n_active(self) -> int:
+        return int(self.active.sum())
+
+
+@torch.no_grad()
+def encode_dataset(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior parameters for every image: (mu, logvar), each (N, latent_dim)."""
+    model.eval()
+    mus, logvars = [], []
+    for x in data.batches(batch_size, shuffle=False):
+        mu, logvar = model.encode(x)
+        mus.append(mu)
+        logvars.append(logvar)
+    return torch.cat(mus), torch.cat(logvars)
+
+
+@torch.no_grad()
+def latent_summary(model: VAE, data: ImageData, threshold: float = 0.01) -> LatentSummary:
+    """Per-dimension KL and activity over ``data``; ``threshold`` as in Burda et al. (0.01)."""
+    mu, logvar = encode_dataset(model, data)
+    activity = mu.var(dim=0, unbiased=True)
+    return LatentSummary(kl_per_dimension(mu, logvar).mean(0), activity, activity > threshold)
+
+
+@torch.no_grad()
+def rate_distortion(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple[float, float]:
+    """(rate, distortion) in nats per image; rate + distortion = -ELBO."""
+    model.eval()
+    rate = distortion = 0.0
+    for x in data.batches(batch_size, shuffle=False):
+        terms = elbo(model, x, validate=False)
+        rate += terms.kl.sum().item()
+        distortion -= terms.reconstruction.sum().item()
+    return rate / len(data), distortion / len(data)
