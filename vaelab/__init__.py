@@ -45,3 +45,18 @@ __all__ = [
     "resolve_device", "restore_model", "save_checkpoint", "standard_normal_log_prob",
     "training_loss", "verify_mnist_files", "quick_mode", "setup",
 ]
+
+
+def __getattr__(name: str):
+    """Import submodules on first use, so ``vaelab.plots`` and ``vaelab.checks`` work after
+    ``import vaelab`` without paying for matplotlib at import time."""
+    import importlib
+
+    if name.startswith("_"):
+        raise AttributeError(name)
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module 'vaelab' has no attribute {name!r}") from None

@@ -1,0 +1,63 @@
+"""MNIST loading: shapes, ranges, binarizations, missing data."""
+
+import pytest
+import torch
+
+import vaelab
+from vaelab import ImageData, load_mnist
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_mnist("test", download=False, limit=2000)
+
+
+def test_mnist_test_split_shapes_and_range(test_split):
+    assert test_split.images.shape == (2000, 784)
+    assert test_split.images.dtype == torch.float32
+    assert 0.0 == test_split.images.min() and test_split.images.max() == 1.0
+    assert set(test_split.labels.unique().tolist()) == set(range(10))
+
+
+def test_full_splits_have_the_published_sizes():
+    assert len(load_mnist("train", download=False)) == 60_000
+    assert len(load_mnist("test", download=False)) == 10_000
+
+
+def test_dynamic_binarization_draws_fresh_binary_images(test_split):
+    data = ImageData(test_split.images[:200], test_split.labels[:200], binarization="dynamic")
+    g = torch.Generator().manual_seed(0)
+    first = next(data.batches(200, shuffle=False, generator=g))
+    second = next(data.batches(200, shuffle=False, generator=g))
+    assert set(first.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(first, second)
+    # E[x] = pixel intensity: average of many draws approaches the grey image
+    draws = torch.stack([next(data.batches(200, shuffle=False, generator=g)) for _ in range(400)])
+    assert (draws.mean(0) - data.images).abs().max() < 0.15
+
+
+def test_static_binarization_is_fixed_by_the_seed():
+    a = load_mnist("test", binarization="static", seed=3, limit=100, download=False)
+    b = load_mnist("test", binarization="static", seed=3, limit=100, download=False)
+    c = load_mnist("test", binarization="static", seed=4, limit=100, download=False)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert torch.equal(next(a.batches(100, shuffle=False)), a.images)
+
+
+def test_batches_cover_every_example_once(test_split):
+    data = test_split.take(1000)
+    seen = torch.cat(list(data.batches(128, generator=torch.Generator().manual_seed(0))))
+    assert seen.shape == (1000, 784)
+    assert torch.equal(seen.sum(0), data.images.sum(0)) or torch.allclose(seen.sum(0), data.images.sum(0))
+
+
+def test_missing_data_is_a_clear_error_without_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="VAELAB_DATA"):
+        load_mnist("test", root=tmp_path, download=False)
+
+
+def test_environment_variable_selects_the_root(monkeypatch, tmp_path):
+    monkeypatch.setenv(vaelab.DATA_ENV, str(tmp_path))
+    assert vaelab.data_root() == tmp_path
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_mnist("test")  # VAELAB_DATA set: never downloads
