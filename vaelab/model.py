@@ -85,7 +85,7 @@ class VAE(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
-        latent_dim = getattr(decoder, "latent_dim", None) or getattr(encoder, "latent_dim")
+        latent_dim = getattr(decoder, "latent_dim", None) or encoder.latent_dim
         self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
         self.config = config
 

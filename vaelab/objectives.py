@@ -13,7 +13,6 @@ import math
 from typing import NamedTuple
 
 import torch
-
 from tqdm.auto import tqdm
 
 from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension
