@@ -117,14 +117,16 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, chunk_size: int | None = Non
     """L_k(x) = log (1/k) sum_{i=1}^k w_i, one draw of the importance-weighted bound, (batch,).
 
     Computed with logsumexp in chunks of ``chunk_size`` samples (default: as many as keep the
-    decoder output near 2^24 numbers) so memory stays bounded for k in the thousands; the
-    running logsumexp is combined with logaddexp, which is exact.
+    decoder output near 2^20 numbers, 4 MB in float32) so memory stays bounded for k in the
+    thousands; the running logsumexp is combined with logaddexp, which is exact. Small chunks
+    are also fast: the decoder output of a chunk stays in the CPU cache between the GEMM that
+    writes it and the passes that read it (2^20 instead of 2^24 halved the time on a 2-core CPU).
     """
     check_positive_int("k", k)
     if validate:
         _check_input(model, x)
     if chunk_size is None:
-        chunk_size = max(1, min(k, (1 << 24) // max(1, x.numel())))
+        chunk_size = max(1, min(k, (1 << 20) // max(1, x.numel())))
     check_positive_int("chunk_size", chunk_size)
     mu, logvar = model.encode(x)
     total = None
