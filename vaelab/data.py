@@ -137,7 +137,7 @@ class ImageData:
             if order is None:
                 batch = self.images[start:start + batch_size]
             else:
-                batch = self.images[order[start:start + batch_size]]
+                batch = self.images.index_select(0, order[start:start + batch_size])  # faster than [idx]
             if self.binarization == "dynamic":
                 batch = torch.bernoulli(batch, generator=generator)
             yield batch
