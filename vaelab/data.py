@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .validation import check_positive_int
+from .validation import check_positive_int, check_tensor
 
 __all__ = ["ImageData", "load_mnist", "data_root", "verify_mnist_files", "DATA_ENV", "MNIST_SHA256"]
 
@@ -102,6 +102,7 @@ class ImageData:
     image_shape: tuple[int, int] = (28, 28)
 
     def __post_init__(self) -> None:
+        check_tensor("images", self.images, floating=True)
         if self.binarization not in BINARIZATIONS:
             raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {self.binarization!r}.")
         if self.images.dim() != 2 or len(self.images) != len(self.labels):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import check_positive_int, check_tensor
+from .validation import check_fits_module, check_positive_int, check_tensor
 
 __all__ = ["MLPDecoder", "ConvDecoder"]
 
@@ -29,6 +29,7 @@ class MLPDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (..., latent_dim) -> likelihood parameters (..., output_dim)."""
         _check_latent(z, self.latent_dim)
+        check_fits_module("z", z, self.out.weight, "decoder")
         return self.out(torch.relu(self.hidden(z)))
 
 
@@ -54,6 +55,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_latent(z, self.latent_dim)
+        check_fits_module("z", z, self.dense[0].weight, "decoder")
         lead = z.shape[:-1]
         h = self.dense(z.reshape(-1, self.latent_dim)).view(-1, 64, self.side // 4, self.side // 4)
         return self.deconv(h).view(*lead, self.output_dim)

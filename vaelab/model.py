@@ -44,6 +44,7 @@ class VAEConfig:
     def __post_init__(self) -> None:
         check_positive_int("latent_dim", self.latent_dim)
         check_positive_int("hidden_dim", self.hidden_dim)
+        check_positive_int("side", self.side)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}.")
         if self.likelihood not in LIKELIHOODS:
@@ -133,6 +134,11 @@ class VAE(nn.Module):
         x_a, x_b: (D,) or (1, D). Returns (steps, D), from x_a's code to x_b's code.
         """
         check_positive_int("steps", steps)
+        check_tensor("x_a", x_a, min_ndim=1)
+        check_tensor("x_b", x_b, min_ndim=1)
+        if x_a.numel() != x_b.numel():
+            raise ValueError(f"x_a has shape {tuple(x_a.shape)} but x_b has shape {tuple(x_b.shape)}; "
+                             "pass two single images of the same size, e.g. data.images[0] and data.images[1].")
         codes = self.posterior_mean(torch.stack([x_a.reshape(-1), x_b.reshape(-1)]))
         t = torch.linspace(0.0, 1.0, steps, device=codes.device).unsqueeze(1)
         return self.decode_mean((1 - t) * codes[0] + t * codes[1])

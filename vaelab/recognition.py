@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import check_positive_int, check_tensor
+from .validation import check_fits_module, check_positive_int, check_tensor
 
 __all__ = ["GaussianEncoder", "MLPEncoder", "ConvEncoder", "LOGVAR_MIN", "LOGVAR_MAX"]
 
@@ -38,6 +38,7 @@ class GaussianEncoder(nn.Module):
                 f"x has {x.shape[1]} features per example but the encoder expects "
                 f"input_dim={self.input_dim}; flatten 28x28 images to 784 with x.view(len(x), -1)."
             )
+        check_fits_module("x", x, self.head.weight, "encoder")
         mu, logvar = self.head(self.features(x)).chunk(2, dim=-1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 

@@ -15,6 +15,7 @@ __all__ = [
     "check_unit_interval",
     "check_positive_int",
     "check_matching_shapes",
+    "check_fits_module",
 ]
 
 
@@ -80,9 +81,25 @@ def check_positive_int(name: str, value: object) -> int:
 
 
 def check_matching_shapes(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Raise if two tensors that are combined elementwise have different shapes."""
+    """Raise if two tensors that are combined elementwise have different shapes or devices."""
     if a.shape != b.shape:
         raise ValueError(
             f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
             "they must match (check the batch and latent sizes)."
+        )
+    check_same_device(**{name_a: a, name_b: b})
+
+
+def check_fits_module(name: str, x: torch.Tensor, weight: torch.Tensor, module: str) -> None:
+    """Raise if ``x`` is not on the device or not of the dtype of ``module``'s parameter
+    ``weight`` (torch would otherwise fail deep inside a matrix product)."""
+    if x.device != weight.device:
+        raise ValueError(
+            f"{name} is on {x.device} but the {module} is on {weight.device}; move one of them, "
+            f"e.g. {name} = {name}.to(model.device)."
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the {module} computes in {weight.dtype}; convert it "
+            f"with {name}.to({weight.dtype}) (or the model with model.to({x.dtype}))."
         )
