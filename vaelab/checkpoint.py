@@ -3,13 +3,15 @@
 Writing goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over
 the target with os.replace, which is atomic: an interrupted write leaves the previous checkpoint
 intact. Loading uses torch.load(weights_only=True), which refuses to run pickled code, so
-opening a checkpoint from the internet cannot execute anything.
+opening a checkpoint from the internet cannot execute anything. The file also stores a SHA-256
+digest of its contents (every tensor's bytes and every number), checked on loading: torch's zip
+reader does not verify its CRCs, so without it a flipped bit in a weight would load silently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,33 @@ from .model import VAE, VAEConfig, build_vae
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "restore_model", "FORMAT"]
 
 FORMAT = "vaelab-checkpoint-1"
+_DIGEST = "sha256"
+
+
+def _update_digest(digest: Any, value: Any) -> None:
+    """Feed a canonical byte form of ``value`` (nested dicts/lists/tuples of tensors and plain
+    data) to ``digest``; equal contents give equal bytes wherever the tensors live."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{t.dtype}{tuple(value.shape)}:".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}:".encode())
+        for key in sorted(value, key=repr):
+            digest.update(f"K{key!r}:".encode())
+            _update_digest(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__[0]}{len(value)}:".encode())
+        for item in value:
+            _update_digest(digest, item)
+    else:
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def _digest(state: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    _update_digest(digest, {k: v for k, v in state.items() if k != _DIGEST})
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -29,8 +58,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        content = {"format": FORMAT, **state}
+        content[_DIGEST] = _digest(content)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save(content, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -53,14 +84,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint {path} does not exist; check the path or train first.")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+    except PermissionError:
+        raise
+    except Exception as err:  # a damaged file fails in many ways (zip, pickle, storage sizes)
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(
             f"{path} is not a readable vaelab checkpoint (truncated, corrupted, or containing "
-            f"objects other than tensors and plain data: {str(err).splitlines()[0]}); use an "
+            f"objects other than tensors and plain data: {first_line}); use an "
             "earlier checkpoint or train again."
         ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a vaelab checkpoint (no '{FORMAT}' marker).")
+    if _DIGEST in state:  # files written before the digest existed are read unchecked
+        if state.pop(_DIGEST) != _digest(state):
+            raise ValueError(f"{path} is corrupted (its SHA-256 digest does not match its contents); "
+                             "use an earlier checkpoint or train again.")
     return state
 
 
