@@ -130,13 +130,14 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
     generator = torch.Generator(device=device)
     history = History()
     start_epoch = 0
+    saved_epoch = None  # the epoch of the checkpoint file this run wrote or resumed from
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
         restore_model(model, state)
         optimizer.load_state_dict(state["optimizer"])
         history = History.from_dict(state["history"])
-        start_epoch = state["epoch"]
+        start_epoch = saved_epoch = state["epoch"]
         _set_rng_state(state["rng"], generator)
     else:
         torch.manual_seed(seed)
@@ -168,7 +169,7 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
                 with torch.no_grad():  # one small kernel per statistic, written in place
                     torch.stack((loss, terms.reconstruction.sum(), terms.kl.sum()), out=record[step])
                 if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
-                    _check_finite(record[:, 0], checked, step + 1, epoch, checkpoint, lr)
+                    _check_finite(record[:, 0], checked, step + 1, epoch, checkpoint, saved_epoch, lr)
                     checked = step + 1
                 bar.update(1)
             train_rec, train_kl = (record[:, 1:].sum(0) / len(train)).tolist()
@@ -182,6 +183,11 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
             history.seconds.append(time.perf_counter() - tic)
             bar.set_postfix(epoch=epoch, train_elbo=f"{train_elbo:.1f}", test_elbo=f"{history.test_elbo[-1]:.1f}")
             if checkpoint is not None:
+                # a finite last loss does not prove the last Adam step left finite weights
+                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    raise NonFiniteLossError(
+                        f"the model's parameters became NaN or Inf at the end of epoch {epoch}; "
+                        f"{_last_good(checkpoint, saved_epoch)} with a lower learning rate than lr={lr}.")
                 save_checkpoint(checkpoint, {
                     "config": model.config.to_dict() if model.config else None,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -190,6 +196,7 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
                                  "binarization": train.binarization, "free_bits": free_bits,
                                  "kl_warmup_epochs": kl_warmup_epochs},
                 })
+                saved_epoch = epoch
     finally:
         bar.close()
     return history
@@ -207,21 +214,28 @@ def _check_data(name: str, data: ImageData, model: VAE) -> None:
                          f"{expected}; flatten images to (N, {expected}).")
     if isinstance(model.likelihood, BernoulliLikelihood):
         check_unit_interval(f"{name} images", data.images)
+    elif not bool(torch.isfinite(data.images).all()):
+        raise ValueError(f"{name} images contain NaN or Inf; clean the data before training.")
+
+
+def _last_good(checkpoint: Path | None, saved_epoch: int | None) -> str:
+    if checkpoint is not None and saved_epoch is not None:
+        return f"the last good checkpoint is {checkpoint} (written after epoch {saved_epoch}); resume from it"
+    if checkpoint is not None:
+        return (f"no checkpoint was written yet by this run (a file already at {checkpoint} is not "
+                "from it); start again")
+    return "no checkpoint was written yet (pass checkpoint=... to keep one); start again"
 
 
 def _check_finite(losses: torch.Tensor, start: int, stop: int, epoch: int,
-                  checkpoint: Path | None, lr: float) -> None:
+                  checkpoint: Path | None, saved_epoch: int | None, lr: float) -> None:
     """Raise NonFiniteLossError if a loss of steps start..stop-1 (0-based) is NaN or Inf."""
     finite = torch.isfinite(losses[start:stop])
     if bool(finite.all()):
         return
     step = start + int((~finite).nonzero()[0]) + 1
     value = losses[step - 1].item()
-    if checkpoint is not None and checkpoint.exists():
-        last = f"the last good checkpoint is {checkpoint} (written after epoch {epoch - 1}); resume from it"
-    else:
-        last = "no checkpoint was written yet (pass checkpoint=... to keep one)"
     raise NonFiniteLossError(
-        f"the training loss became {value} at epoch {epoch}, step {step}; {last} with a lower "
-        f"learning rate than lr={lr}."
+        f"the training loss became {value} at epoch {epoch}, step {step}; "
+        f"{_last_good(checkpoint, saved_epoch)} with a lower learning rate than lr={lr}."
     )
