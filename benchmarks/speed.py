@@ -1,0 +1,137 @@
+"""Training and evaluation speed of vaelab, as ratios measured in one run.
+
+1. Epoch time of ``vaelab.fit`` (grey pixels, binarization "none", Bernoulli likelihood: the
+   textbook loss convention) against the textbook MNIST VAE loop (torchvision MNIST + ToTensor +
+   DataLoader, see ``_common.py``): same 784-400-20 model, batch 128, same number of steps.
+2. Efficiency: vaelab's epoch time divided by the GEMM bound, (dense FLOP of one epoch) /
+   (this machine's float32 matmul rate on the 11 GEMMs of one training step, measured in the
+   same run).
+3. Evaluation: ``vaelab.log_likelihood_estimate`` (importance-weighted, k = 5000 and the quick
+   k = 1000) against its decoder-GEMM bound, (decoder FLOP) / (matmul rate at decoder shapes).
+
+The runs are interleaved round by round (baseline, vaelab, GEMM probe, in alternating order)
+after a warm-up, and every figure is a median over the rounds. Run
+``python benchmarks/speed.py`` (about 3 minutes on a quiet 2-core CPU); ``--quick`` checks
+the script in seconds and writes to results/quick/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import _common as C
+import torch
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = C.parser(__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timed epochs per side (default 5, quick 3)")
+    p.add_argument("--eval-images", type=int, default=None, help="test images for item 3 (default 1000, quick 50)")
+    p.add_argument("--k", type=int, nargs="+", default=None, help="importance samples (default 5000 1000, quick 200)")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    device = C.setup(args)
+    import vaelab
+
+    rounds = args.rounds or (3 if args.quick else 5)
+    if rounds < 3:
+        p.error("--rounds must be at least 3 (the figures are medians over rounds).")
+    n_train = 3_840 if args.quick else 60_000
+    eval_images = args.eval_images or (50 if args.quick else 1_000)
+    ks = args.k or ([200] if args.quick else [5000, 1000])
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{n_train} training images, {rounds} rounds")
+
+    # --- data: vaelab's in-memory tensors and the textbook DataLoader over the same images
+    train = vaelab.load_mnist("train", binarization="none", limit=n_train, device=device)
+    test = vaelab.load_mnist("test", binarization="none", limit=eval_images, device=device)
+    loader = C.classic_loader(vaelab.data_root(), train=True, limit=n_train, device=device)
+    steps = len(loader)
+
+    torch.manual_seed(args.seed)
+    baseline = C.ClassicVAE().to(device)
+    baseline_opt = torch.optim.Adam(baseline.parameters(), lr=1e-3)
+    model = vaelab.build_vae()  # 784-400-20 MLP, Bernoulli likelihood: the same model
+
+    def run_baseline() -> float:
+        return C.timed(lambda: C.classic_train_epoch(baseline, loader, baseline_opt, device), device)
+
+    def run_vaelab(seed: int) -> float:
+        return C.timed(lambda: vaelab.fit(model, train, epochs=1, batch_size=C.BATCH, lr=1e-3,
+                                          device=device, seed=seed), device)
+
+    # --- items 1 and 2: warm-up, then interleaved rounds
+    print("warm-up ...")
+    run_baseline()
+    run_vaelab(seed=1000)
+    base_s, vae_s, rates = [], [], []
+    for r in range(rounds):
+        order = ("baseline", "vaelab") if r % 2 == 0 else ("vaelab", "baseline")
+        for side in order:
+            (base_s if side == "baseline" else vae_s).append(run_baseline() if side == "baseline" else run_vaelab(r))
+        rates.append(C.train_gemm_rate(device))
+        print(f"round {r + 1}: baseline {base_s[-1]:.3f} s, vaelab {vae_s[-1]:.3f} s, "
+              f"matmul {rates[-1] / 1e9:.1f} GFLOP/s")
+    epoch_flops = C.mlp_train_flops(n_train)
+    bound_s = [epoch_flops / rate for rate in rates]
+    ratio_baseline = C.median([v / b for v, b in zip(vae_s, base_s)])
+    ratio_bound = C.median([v / b for v, b in zip(vae_s, bound_s)])
+
+    # --- item 3: importance-weighted log-likelihood estimate against its decoder-GEMM bound
+    model.eval()
+    x = test.images
+    evaluation = {}
+    for k in ks:
+        times, eval_rates = [], []
+        for _ in range(3):
+            times.append(C.timed(lambda k=k: vaelab.log_likelihood_estimate(model, x, k=k), device))
+            eval_rates.append(C.decoder_gemm_rate(device, rows=(1024, 4096, 16384)))
+        bound = [C.decoder_flops(k * len(x)) / rate for rate in eval_rates]
+        evaluation[k] = {
+            "seconds": times, "bound_seconds": bound, "decoder_gemm_gflops": [r / 1e9 for r in eval_rates],
+            "images_per_second": len(x) / C.median(times),
+            "ratio_to_bound": C.median([t / b for t, b in zip(times, bound)]),
+            "seconds_for_10k_images": C.median(times) * 10_000 / len(x),
+        }
+        print(f"log p(x), k={k}: {C.median(times):.2f} s for {len(x)} images, "
+              f"{evaluation[k]['ratio_to_bound']:.2f}x the decoder-GEMM bound")
+
+    figures = [
+        C.figure("train_epoch_vs_baseline", "1. vaelab.fit epoch / textbook epoch", ratio_baseline, 0.5),
+        C.figure("train_epoch_vs_gemm_bound", "2. vaelab.fit epoch / GEMM bound", ratio_bound, 2.0),
+    ]
+    for k in ks:
+        figures.append(C.figure(f"eval_k{k}_vs_gemm_bound", f"3. log p(x) k={k} / decoder-GEMM bound",
+                                evaluation[k]["ratio_to_bound"], 1.5))
+    figures += [
+        C.figure("vaelab_epoch_seconds", "vaelab.fit epoch (s)", C.median(vae_s), None, "s"),
+        C.figure("baseline_epoch_seconds", "textbook epoch (s)", C.median(base_s), None, "s"),
+        C.figure("gemm_bound_seconds", "GEMM bound per epoch (s)", C.median(bound_s), None, "s"),
+        C.figure("train_matmul_gflops", "matmul rate, training shapes (GFLOP/s)", C.median(rates) / 1e9, None,
+                 "GFLOP/s"),
+    ]
+    for k in ks:
+        figures.append(C.figure(f"eval_k{k}_seconds_10k", f"log p(x) k={k}, 10k images (s, extrapolated)",
+                                evaluation[k]["seconds_for_10k_images"], None, "s"))
+    C.print_table(f"speed on {device} ({C.cpu_model()}, {torch.get_num_threads()} threads)", figures)
+    C.write_results(
+        "speed", args, device, figures,
+        measurements={
+            "baseline_epoch_seconds": base_s, "vaelab_epoch_seconds": vae_s,
+            "train_matmul_gflops": [r / 1e9 for r in rates], "gemm_bound_seconds": bound_s,
+            "epoch_gflop": epoch_flops / 1e9, "steps_per_epoch": steps,
+            "evaluation": {str(k): v for k, v in evaluation.items()},
+        },
+        settings={"training_images": n_train, "batch_size": C.BATCH, "lr": 1e-3, "rounds": rounds,
+                  "model": "784-400-20 MLP, ReLU, Bernoulli (sigmoid/BCE) likelihood, closed-form KL",
+                  "vaelab": "vaelab.fit(build_vae(), load_mnist('train', binarization='none'))",
+                  "baseline": "pytorch/examples vae/main.py loop: MNIST(ToTensor()) + DataLoader, Adam",
+                  "eval_images": len(x), "k": ks, "eval": "vaelab.log_likelihood_estimate defaults"},
+        command="python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        started=started,
+    )
+
+
+if __name__ == "__main__":
+    main()
