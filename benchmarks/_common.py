@@ -212,7 +212,7 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
+        info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 minutes
     return info
 
 
@@ -233,7 +233,9 @@ def setup(args: argparse.Namespace) -> torch.device:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("VAELAB_QUIET", "1")
-    return vaelab.setup(seed=args.seed, device=args.device)
+    device = vaelab.setup(seed=args.seed, device=args.device)
+    args.machine_at_start = machine(device)  # the load average before the benchmark ran
+    return device
 
 
 def figure(key: str, label: str, value: float, target: float | None, unit: str = "x") -> dict:
@@ -262,7 +264,7 @@ def write_results(name: str, args: argparse.Namespace, device: torch.device, fig
         "command": command,
         "quick": bool(args.quick),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "machine": machine(device),
+        "machine": getattr(args, "machine_at_start", None) or machine(device),
         "settings": settings,
         "figures": figures,
         "measurements": measurements,
