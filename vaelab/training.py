@@ -221,9 +221,11 @@ def _check_data(name: str, data: ImageData, model: VAE) -> None:
 def _last_good(checkpoint: Path | None, saved_epoch: int | None) -> str:
     if checkpoint is not None and saved_epoch is not None:
         return f"the last good checkpoint is {checkpoint} (written after epoch {saved_epoch}); resume from it"
-    if checkpoint is not None:
+    if checkpoint is not None and checkpoint.exists():
         return (f"no checkpoint was written yet by this run (a file already at {checkpoint} is not "
                 "from it); start again")
+    if checkpoint is not None:
+        return "no checkpoint was written yet; start again"
     return "no checkpoint was written yet (pass checkpoint=... to keep one); start again"
 
 
