@@ -271,6 +271,12 @@ def write_results(name: str, args: argparse.Namespace, device: torch.device, fig
     }
     if hasattr(os, "getloadavg"):
         record["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    try:
+        import resource
+
+        record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    except ImportError:  # Windows
+        pass
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"\nwrote {out}")
     return out
