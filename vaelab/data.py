@@ -163,6 +163,8 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None, bina
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     if binarization not in BINARIZATIONS:
         raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {binarization!r}.")
+    if limit is not None:
+        check_positive_int("limit", limit)
     folder = data_root(root)
     if download is None:
         download = root is None and not os.environ.get(DATA_ENV)
@@ -177,13 +179,14 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None, bina
         _download(folder, split)
     verify_mnist_files(folder, split)
 
-    from torchvision.datasets import MNIST
+    # read the split's two files directly: torchvision's MNIST class insists on all four files
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    dataset = MNIST(str(folder), train=(split == "train"), download=False)
-    images = dataset.data.reshape(len(dataset.data), -1)
-    labels = dataset.targets
+    images_file, labels_file = _SPLIT_FILES[split]
+    images = read_image_file(str(raw / images_file))
+    images = images.reshape(len(images), -1)
+    labels = read_label_file(str(raw / labels_file))
     if limit is not None:
-        check_positive_int("limit", limit)
         images, labels = images[:limit], labels[:limit]
     data = ImageData(images.to(device=device, dtype=torch.float32).div_(255.0), labels.to(device))
     if binarization == "static":
