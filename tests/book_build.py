@@ -3,14 +3,17 @@
 `require_book()` (behind each test module's `built_book` fixture) runs `jupyter-book build . -W -n --keep-going --all`
 with execution as configured in _config.yml (CI sets VAELAB_QUICK=1, so the chapters run their quick
 settings), into the default _build/html, and saves the log to artifacts/book-build.log. The build runs at
-most once per process, whichever modules ask for it. Set VAELAB_BOOK_HTML to an already built html folder to
-reuse it instead (development: e.g. a build made with execution off); the build's own checks are then skipped.
+most once per process, whichever modules ask for it, and only where asked: with CI set (`make test`, .ci/run)
+or VAELAB_BOOK_BUILD=1; elsewhere the book tests skip, saying so (a plain `pytest tests` stays quick).
+Set VAELAB_BOOK_HTML to an already built html folder to reuse it instead (development: e.g. a build made
+with execution off); the build's own checks are then skipped.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -80,6 +83,11 @@ def build_book() -> BookBuild:
             f"VAELAB_BOOK_HTML={reuse} is not a built HTML book (no index.html there)")
         _BUILD = BookBuild(html=html, reused=True, problem=problem)
         return _BUILD
+    if not (os.environ.get("CI") or os.environ.get("VAELAB_BOOK_BUILD")):
+        _BUILD = BookBuild(html=ROOT / "_build" / "html", reused=False, problem=(
+            "building the book executes every chapter (minutes): set VAELAB_BOOK_BUILD=1 to build it here "
+            "(CI and `make test` do), or VAELAB_BOOK_HTML=<a built html folder> to test an existing build"))
+        return _BUILD
     jb = Path(sys.executable).parent / "jupyter-book"
     if not jb.exists():
         _BUILD = BookBuild(html=ROOT / "_build" / "html", reused=False,
@@ -88,13 +96,16 @@ def build_book() -> BookBuild:
     timeout = float(os.environ.get("VAELAB_BOOK_TIMEOUT", "3600"))
     cmd = [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going", "--all"]
     started = time.time()
+    # Its own process group, so that a timeout also ends the notebook kernels it started.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        returncode, output = proc.returncode, proc.stdout
-    except subprocess.TimeoutExpired as exc:
-        out = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else (exc.output or "")
-        returncode, output = None, out + f"\n[timed out after {timeout:.0f} s (VAELAB_BOOK_TIMEOUT)]"
+        output, _ = proc.communicate(timeout=timeout)
+        returncode = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        returncode, output = None, (output or "") + f"\n[timed out after {timeout:.0f} s (VAELAB_BOOK_TIMEOUT)]"
     log = ANSI.sub("", output)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "book-build.log").write_text(log)
@@ -107,7 +118,7 @@ def require_book() -> BookBuild:
     """The build, for a fixture: fails (or, outside CI, skips for a missing extra) when there is none."""
     build = build_book()
     if build.problem:
-        # A missing optional extra skips on a developer's machine, but must not hide the book in CI.
+        # Not asked to build, or a missing optional extra, skips on a developer's machine; in CI it fails.
         if build.reused or os.environ.get("CI"):
             pytest.fail(build.problem)
         pytest.skip(build.problem)
