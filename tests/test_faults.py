@@ -236,6 +236,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
 def test_loading_a_malicious_checkpoint_executes_nothing(tmp_path, writer):
     marker = tmp_path / "pwned"
