@@ -120,6 +120,8 @@ def decoder_flops(n_evaluations: int) -> float:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
