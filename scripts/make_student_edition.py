@@ -47,7 +47,7 @@ INSTRUCTOR_TAG = "instructor"  # cells only for teachers, left out of the studen
 STUB_MESSAGE = "your code here"
 MARKER = ".student-edition"
 TOP_LEVEL_FILES = ("_config.yml", "_toc.yml", "references.bib")
-OPTIONAL_DIRS = ("_static", "_templates", "images", "figures")
+OPTIONAL_DIRS = ("_static", "_ext", "_templates", "images", "figures")
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>:{3,}|`{3,}|~{3,})\s*\{(?P<name>[\w:-]+)\}")
 
