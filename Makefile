@@ -24,8 +24,8 @@ book-quick: $(STAMP)
 
 ## Render the committed notebook outputs without executing anything (seconds): checks the MyST.
 book-check: $(STAMP)
-	sed 's/execute_notebooks: force/execute_notebooks: "off"/' _config.yml > $(VENV)/config-check.yml
-	$(BIN)/jupyter-book build . -W -n --keep-going --path-output _build_check --config $(VENV)/config-check.yml
+	sed 's/execute_notebooks: force/execute_notebooks: "off"/' _config.yml > .config-check.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --path-output _build_check --config .config-check.yml
 
 ## Student edition: solutions removed, solution cells turned into stubs (HTML in _build_student/src/_build/html).
 student-book: $(STAMP)
