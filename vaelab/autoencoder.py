@@ -11,15 +11,13 @@ codes are likely, which is why chapter 2 shows that it is not a generative model
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .data import ImageData
 from .devices import resolve_device
+from .progress import progress_bar
 from .validation import check_positive_int, check_tensor, check_unit_interval
 
 __all__ = ["Autoencoder", "reconstruction_loss", "fit_autoencoder"]
@@ -94,7 +92,7 @@ def fit_autoencoder(model: Autoencoder, data: ImageData | torch.Tensor, epochs: 
     """Train ``model`` with Adam on the mean ``reconstruction_loss``, shuffling every epoch.
 
     data: an ``ImageData`` (its ``batches`` are used, so a "dynamic" binarization is honoured) or a
-    tensor (N, D) in [0, 1]. progress: a tqdm bar over epochs (default: on unless $CI is set).
+    tensor (N, D) in [0, 1]. progress: a tqdm bar over epochs (default: on unless $CI or $VAELAB_QUIET is set).
     Returns the mean training loss of each epoch in nats per image (a list of ``epochs`` floats).
     """
     check_positive_int("epochs", epochs)
@@ -113,13 +111,11 @@ def fit_autoencoder(model: Autoencoder, data: ImageData | torch.Tensor, epochs: 
     device = resolve_device(device)
     model.to(device)
     data = data.to(device)
-    if progress is None:
-        progress = not os.environ.get("CI")
     generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in tqdm(range(epochs), disable=not progress, desc="autoencoder"):
+    for _ in progress_bar(range(epochs), enabled=progress, desc="autoencoder"):
         total = torch.zeros((), device=device)
         for x in data.batches(batch_size, shuffle=True, generator=generator):
             loss = reconstruction_loss(model, x).mean()

@@ -13,11 +13,11 @@ import math
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
 from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension
 from .likelihoods import BernoulliLikelihood
 from .model import VAE
+from .progress import progress_bar
 from .reparameterize import reparameterize
 from .validation import check_fits_module, check_positive_int, check_tensor, check_unit_interval
 
@@ -155,7 +155,7 @@ def log_likelihood_estimate(model: VAE, x: torch.Tensor, k: int = 5000, batch_si
     model.eval()
     out = []
     try:
-        for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc=f"log p(x), k={k}"):
+        for start in progress_bar(range(0, len(x), batch_size), enabled=progress, desc=f"log p(x), k={k}"):
             batch = x[start:start + batch_size]
             out.append(iwae_bound(model, batch, k, chunk_size=chunk_size, validate=False))
     finally:

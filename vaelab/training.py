@@ -24,6 +24,7 @@ from .devices import resolve_device
 from .likelihoods import BernoulliLikelihood
 from .model import VAE
 from .objectives import elbo, training_loss
+from .progress import progress_bar
 from .validation import check_positive_int, check_unit_interval
 
 __all__ = ["fit", "History", "NonFiniteLossError", "evaluate_elbo", "make_optimizer"]
@@ -91,10 +92,6 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _quiet() -> bool:
-    return bool(os.environ.get("CI")) or os.environ.get("VAELAB_QUIET", "") not in ("", "0")
-
-
 def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: int = 10,
         batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0, kl_warmup_epochs: float = 0.0,
         free_bits: float = 0.0, n_samples: int = 1, kl: str = "analytic",
@@ -148,10 +145,8 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
     # Checking isfinite costs a few small ops (and, on an accelerator, a host sync), so the per-step
     # losses are checked in blocks; the error still names the first bad step.
     check_every = 10 if device.type == "cpu" else 50
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, unit="step",
-               disable=(_quiet() if progress is None else not progress), desc="training")
+    bar = progress_bar(total=(epochs - start_epoch) * steps_per_epoch, unit="step", enabled=progress,
+                       desc="training")
     model.train()
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
