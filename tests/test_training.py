@@ -84,3 +84,32 @@ def test_short_mnist_run_improves_test_elbo():
     assert history.test_elbo[0] < history.test_elbo[-1]
     assert history.test_elbo[-1] > -200
     assert all(kl >= 0 for kl in history.train_kl)
+
+
+def test_resume_with_other_settings_is_a_clear_error(tmp_path):
+    data = synthetic_data()
+    ckpt = tmp_path / "run.ckpt"
+    fit(small_model(), data, epochs=1, batch_size=32, device="cpu", checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match=r"lr=0.001 in the file but lr=0.01 now"):
+        fit(small_model(), data, epochs=2, batch_size=32, lr=0.01, device="cpu", checkpoint=ckpt, progress=False)
+    # the refused resume left the file as it was
+    assert load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_a_new_checkpoint_removes_temporary_files_of_killed_writers(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    leftover = tmp_path / ".run.ckpt.abc123.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".other.ckpt.abc123.tmp"
+    other.write_bytes(b"not ours")
+    vaelab.save_checkpoint(ckpt, {"epoch": 0})
+    assert not leftover.exists() and other.exists()
+    assert load_checkpoint(ckpt)["epoch"] == 0
+
+
+def test_diagnostics_reject_bad_data():
+    model = build_vae(latent_dim=2, hidden_dim=8)
+    with pytest.raises(ValueError, match="divide by 255"):
+        vaelab.latent_summary(model, ImageData(torch.rand(10, 784) * 255, torch.zeros(10, dtype=torch.long)))
+    with pytest.raises(ValueError, match="empty"):
+        vaelab.rate_distortion(model, ImageData(torch.rand(0, 784), torch.zeros(0, dtype=torch.long)))

@@ -68,6 +68,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    # a writer killed before its rename leaves its temporary file behind: the new checkpoint
+    # supersedes it, so remove such leftovers now
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_DIRECTORY)
         try:

@@ -16,6 +16,7 @@ from .data import ImageData
 from .kl import kl_per_dimension
 from .model import VAE
 from .objectives import elbo
+from .training import check_dataset
 
 __all__ = ["LatentSummary", "latent_summary", "rate_distortion", "encode_dataset"]
 
@@ -33,6 +34,7 @@ class LatentSummary(NamedTuple):
 @torch.no_grad()
 def encode_dataset(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior parameters for every image: (mu, logvar), each (N, latent_dim)."""
+    check_dataset("data", data, model)
     model.eval()
     mus, logvars = [], []
     for x in data.batches(batch_size, shuffle=False):
@@ -53,6 +55,7 @@ def latent_summary(model: VAE, data: ImageData, threshold: float = 0.01) -> Late
 @torch.no_grad()
 def rate_distortion(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple[float, float]:
     """(rate, distortion) in nats per image; rate + distortion = -ELBO."""
+    check_dataset("data", data, model)
     model.eval()
     rate = distortion = 0.0
     for x in data.batches(batch_size, shuffle=False):

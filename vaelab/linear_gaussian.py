@@ -53,7 +53,7 @@ class LinearDecoder(nn.Module):
         super().__init__()
         self.latent_dim = weight.shape[1]
         self.output_dim = weight.shape[0]
-        self.linear = nn.Linear(self.latent_dim, self.output_dim)
+        self.linear = nn.Linear(self.latent_dim, self.output_dim, dtype=weight.dtype)
         with torch.no_grad():
             self.linear.weight.copy_(weight)
             self.linear.bias.copy_(bias)
@@ -135,5 +135,7 @@ class LinearGaussianModel:
         decoder = LinearDecoder(self.weight, self.bias).to(self.weight.dtype)
         likelihood = GaussianLikelihood(logvar=math.log(self.sigma2), learn_variance=False,
                                         logvar_min=-50.0).to(self.weight.dtype)
+        with torch.no_grad():  # set in the model's dtype: a float32 round trip would cost 1e-8
+            likelihood.raw_logvar.fill_(math.log(self.sigma2))
         return VAE(encoder if encoder is not None else self.exact_encoder(), decoder, likelihood,
                    StandardNormalPrior(self.latent_dim))

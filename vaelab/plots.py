@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .model import VAE
 from .training import History
@@ -72,6 +73,7 @@ def plot_training_curves(histories: History | Mapping[str, History], title: str 
         if not all(np.isnan(history.test_elbo)):
             ax.plot(xs, history.test_elbo, "-", color=colour, marker="o", ms=3, label=f"{prefix}test")
     ax.set_xlabel("training examples seen" if x == "examples_seen" else "epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("ELBO (nats per image)")
     ax.set_title(title)
     ax.legend(fontsize="small")

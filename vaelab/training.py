@@ -27,7 +27,7 @@ from .objectives import elbo, training_loss
 from .progress import progress_bar
 from .validation import check_positive_int, check_unit_interval
 
-__all__ = ["fit", "History", "NonFiniteLossError", "evaluate_elbo", "make_optimizer"]
+__all__ = ["fit", "History", "NonFiniteLossError", "evaluate_elbo", "make_optimizer", "check_dataset"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -115,10 +115,10 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
         raise ValueError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}.")
     device = resolve_device(device)
     model.to(device)
-    _check_data("train", train, model)
+    check_dataset("train", train, model)
     train = train.to(device)
     if test is not None:
-        _check_data("test", test, model)
+        check_dataset("test", test, model)
         test = test.to(device)
         if test.binarization == "dynamic":
             test = test.fixed_binarization(seed)
@@ -129,8 +129,12 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
     start_epoch = 0
     saved_epoch = None  # the epoch of the checkpoint file this run wrote or resumed from
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    settings = {"lr": lr, "batch_size": batch_size, "beta": beta, "seed": seed,
+                "binarization": train.binarization, "free_bits": free_bits,
+                "kl_warmup_epochs": kl_warmup_epochs, "n_samples": n_samples, "kl": kl}
     if checkpoint is not None and resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
+        _check_same_settings(checkpoint, state.get("settings", {}), settings)
         restore_model(model, state)
         optimizer.load_state_dict(state["optimizer"])
         history = History.from_dict(state["history"])
@@ -187,9 +191,7 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
                     "config": model.config.to_dict() if model.config else None,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": epoch, "history": history.to_dict(), "rng": _rng_state(generator),
-                    "settings": {"lr": lr, "batch_size": batch_size, "beta": beta, "seed": seed,
-                                 "binarization": train.binarization, "free_bits": free_bits,
-                                 "kl_warmup_epochs": kl_warmup_epochs},
+                    "settings": settings,
                 })
                 saved_epoch = epoch
     finally:
@@ -197,7 +199,20 @@ def fit(model: VAE, train: ImageData, test: ImageData | None = None, *, epochs: 
     return history
 
 
-def _check_data(name: str, data: ImageData, model: VAE) -> None:
+def _check_same_settings(checkpoint: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Resuming continues the saved run exactly, so its settings must be the saved ones."""
+    changed = [f"{key}={saved[key]!r} in the file but {key}={value!r} now"
+               for key, value in now.items() if key in saved and saved[key] != value]
+    if changed:
+        raise ValueError(
+            f"cannot resume from {checkpoint}: it was written with other settings ({'; '.join(changed)}); "
+            "pass the same settings to continue it, or resume=False or another checkpoint path to start over."
+        )
+
+
+def check_dataset(name: str, data: ImageData, model: VAE) -> None:
+    """Raise a clear error unless ``data`` is a non-empty ImageData that fits ``model`` and lies
+    in the support of its likelihood."""
     if not isinstance(data, ImageData):
         raise TypeError(f"{name} must be a vaelab.ImageData (from vaelab.load_mnist or "
                         f"ImageData(images, labels)), got {type(data).__name__}.")
