@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_matching_shapes, check_positive_int, check_same_device, check_tensor
+from .validation import check_matching_shapes, check_positive_int, check_tensor
 
 __all__ = ["reparameterize"]
 
@@ -22,8 +22,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None
     """
     check_tensor("mu", mu, min_ndim=1)
     check_tensor("logvar", logvar, min_ndim=1)
-    check_matching_shapes("mu", mu, "logvar", logvar)
-    check_same_device(mu=mu, logvar=logvar)
+    check_matching_shapes("mu", mu, "logvar", logvar)  # shapes and devices
     shape = mu.shape if n_samples is None else (check_positive_int("n_samples", n_samples), *mu.shape)
     eps = torch.randn(shape, dtype=mu.dtype, device=mu.device, generator=generator)
     return mu + torch.exp(0.5 * logvar) * eps
