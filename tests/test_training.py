@@ -60,6 +60,21 @@ def test_kl_warmup_and_free_bits_change_the_objective_not_the_reported_elbo():
         assert h.train_elbo[0] == pytest.approx(h.train_reconstruction[0] - h.train_kl[0], abs=1e-3)
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.0, 4.0])
+def test_training_loss_is_minus_the_batch_mean_of_reconstruction_minus_beta_kl(beta):
+    torch.manual_seed(0)
+    model = small_model()
+    x = synthetic_data(n=10).images
+    terms = vaelab.elbo(model, x)
+    by_hand = -(terms.reconstruction.sum() - beta * terms.kl.sum()) / len(x)
+    torch.testing.assert_close(vaelab.training_loss(terms, beta), by_hand)
+    # free bits: each dimension's batch-mean KL counts as at least lambda nats
+    lam = 0.3
+    kl_counted = sum(max(lam, terms.kl_per_dim[:, j].mean().item()) for j in range(model.latent_dim))
+    expected = -(terms.reconstruction.mean().item() - beta * kl_counted)
+    assert vaelab.training_loss(terms, beta, free_bits=lam).item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_nan_loss_stops_training_with_epoch_and_step(tmp_path):
     data = synthetic_data()
     model = small_model()
