@@ -9,8 +9,10 @@
 3. Evaluation: ``vaelab.log_likelihood_estimate`` (importance-weighted, k = 5000 and the quick
    k = 1000) against its decoder-GEMM bound, (decoder FLOP) / (matmul rate at decoder shapes).
 
-The runs are interleaved round by round (baseline, vaelab, GEMM probe, in alternating order)
-after a warm-up, and every figure is a median over the rounds. Run
+The runs are interleaved round by round (baseline and vaelab epochs in alternating order) after
+a warm-up; the matmul rate that a vaelab epoch or an evaluation is divided by is the mean of two
+probes taken just before and just after it, so both sides see the same machine (a shared machine
+changes speed by tens of percent within minutes). Every figure is a median over the rounds. Run
 ``python benchmarks/speed.py`` (about 3 minutes on a quiet 2-core CPU); ``--quick`` checks
 the script in seconds and writes to results/quick/.
 """
@@ -66,11 +68,18 @@ def main(argv: list[str] | None = None) -> None:
     run_baseline()
     run_vaelab(seed=1000)
     base_s, vae_s, rates = [], [], []
+    probe = None  # the last matmul probe, reused as the "before" probe when no epoch ran since
     for r in range(rounds):
         order = ("baseline", "vaelab") if r % 2 == 0 else ("vaelab", "baseline")
         for side in order:
-            (base_s if side == "baseline" else vae_s).append(run_baseline() if side == "baseline" else run_vaelab(r))
-        rates.append(C.train_gemm_rate(device))
+            if side == "baseline":
+                base_s.append(run_baseline())
+                probe = None
+                continue
+            before = probe if probe is not None else C.train_gemm_rate(device)
+            vae_s.append(run_vaelab(r))
+            probe = C.train_gemm_rate(device)
+            rates.append((before + probe) / 2)  # the rate while this epoch ran: probed just before and after it
         print(f"round {r + 1}: baseline {base_s[-1]:.3f} s, vaelab {vae_s[-1]:.3f} s, "
               f"matmul {rates[-1] / 1e9:.1f} GFLOP/s")
     epoch_flops = C.mlp_train_flops(n_train)
@@ -86,9 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         times, eval_rates = [], []
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(3):
+        probe = C.decoder_gemm_rate(device, rows=(1024, 4096, 16384))
+        for _ in range(3):  # probe, run, probe, run, ...: each run's rate is the mean of the probes around it
             times.append(C.timed(lambda k=k: vaelab.log_likelihood_estimate(model, x, k=k), device))
-            eval_rates.append(C.decoder_gemm_rate(device, rows=(1024, 4096, 16384)))
+            before, probe = probe, C.decoder_gemm_rate(device, rows=(1024, 4096, 16384))
+            eval_rates.append((before + probe) / 2)
         bound = [C.decoder_flops(k * len(x)) / rate for rate in eval_rates]
         evaluation[k] = {
             "seconds": times, "bound_seconds": bound, "decoder_gemm_gflops": [r / 1e9 for r in eval_rates],
