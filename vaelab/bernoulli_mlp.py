@@ -76,7 +76,8 @@ class BernoulliMLPLogLikelihood:
         h = torch.addmm(self.hidden.bias, z.reshape(n * batch, -1), self.hidden.weight.t(), out=hidden_buffer)
         h.clamp_min_(0.0)  # ReLU
         logits = torch.mm(h, self.out.weight.t(), out=logits_buffer).add_(self.out.bias)
-        linear = (h.view(n, batch, -1) * self.direction).sum(-1) + self.offset  # sum_i (x_i - 1/2) l_i
+        # sum_i (x_i - 1/2) l_i, in place in h (no longer needed): a 4000 x 400 temporary costs 8% here
+        linear = h.view(n, batch, -1).mul_(self.direction).sum(-1) + self.offset
         magnitude = logits.abs_()
         half_abs_sum = 0.5 * magnitude.sum(-1).view(n, batch)
         log_sigmoid_sum = magnitude.sigmoid_().view(n, batch, -1, self.group).prod(-1).log_().sum(-1)
