@@ -42,20 +42,21 @@ def test_matches_torch_distributions(pixels, binary):
     torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=2e-4)
 
 
-def test_is_exact_for_extreme_logits():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_is_exact_for_extreme_logits(dtype):
     """|l| = 1e4: sigmoid(|l|) = 1 exactly and the linear terms carry the whole value."""
-    decoder = MLPDecoder(latent_dim=1, hidden_dim=1, output_dim=4).double()
+    decoder = MLPDecoder(latent_dim=1, hidden_dim=1, output_dim=4).to(dtype)
     with torch.no_grad():
         decoder.hidden.weight.fill_(0.0)
         decoder.hidden.bias.fill_(1.0)  # h = 1 whatever z is
         decoder.out.weight.copy_(torch.tensor([[1e4], [-1e4], [1e4], [-1e4]]))
         decoder.out.bias.zero_()
-    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
-    z = torch.zeros(1, 1, 1, dtype=torch.float64)
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]], dtype=dtype)
+    z = torch.zeros(1, 1, 1, dtype=dtype)
     with torch.no_grad():
         value = BernoulliMLPLogLikelihood(decoder, x)(z)
     assert value.item() == pytest.approx(-2e4, rel=1e-12)  # the two wrong pixels cost 1e4 nats each
-    torch.testing.assert_close(value, _reference(decoder, x, z))
+    torch.testing.assert_close(value.double(), _reference(decoder, x, z))
 
 
 def test_float16_groups_stay_above_underflow():
