@@ -40,7 +40,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow and not book and not browser" -p no:cacheprovider
 
-## Speed and quality benchmarks (about 3 + 8 minutes on an idle 2-core CPU): writes benchmarks/results/*.json
+## Speed and quality benchmarks (about 5 + 21 minutes on an idle 2-core CPU): writes benchmarks/results/*.json
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py

@@ -13,7 +13,7 @@ The runs are interleaved round by round (baseline and vaelab epochs in alternati
 a warm-up; the matmul rate that a vaelab epoch or an evaluation is divided by is the mean of two
 probes taken just before and just after it, so both sides see the same machine (a shared machine
 changes speed by tens of percent within minutes). Every figure is a median over the rounds. Run
-``python benchmarks/speed.py`` (about 3 minutes on a quiet 2-core CPU); ``--quick`` checks
+``python benchmarks/speed.py`` (about 5 minutes on a quiet 2-core CPU); ``--quick`` checks
 the script in seconds and writes to results/quick/.
 """
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     print("warm-up ...")
     run_baseline()
     run_vaelab(seed=1000)
-    base_s, vae_s, rates = [], [], []
+    base_s, vae_s, rates, probes = [], [], [], []
     probe = None  # the last matmul probe, reused as the "before" probe when no epoch ran since
     for r in range(rounds):
         order = ("baseline", "vaelab") if r % 2 == 0 else ("vaelab", "baseline")
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             vae_s.append(run_vaelab(r))
             probe = C.train_gemm_rate(device)
             rates.append((before + probe) / 2)  # the rate while this epoch ran: probed just before and after it
+            probes.append([before / 1e9, probe / 1e9])
         print(f"round {r + 1}: baseline {base_s[-1]:.3f} s, vaelab {vae_s[-1]:.3f} s, "
               f"matmul {rates[-1] / 1e9:.1f} GFLOP/s")
     epoch_flops = C.mlp_train_flops(n_train)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     x = test.images
     evaluation = {}
     for k in ks:
-        times, eval_rates = [], []
+        times, eval_rates, eval_probes = [], [], []
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         probe = C.decoder_gemm_rate(device, rows=(1024, 4096, 16384))
@@ -100,9 +101,11 @@ def main(argv: list[str] | None = None) -> None:
             times.append(C.timed(lambda k=k: vaelab.log_likelihood_estimate(model, x, k=k), device))
             before, probe = probe, C.decoder_gemm_rate(device, rows=(1024, 4096, 16384))
             eval_rates.append((before + probe) / 2)
+            eval_probes.append([before / 1e9, probe / 1e9])
         bound = [C.decoder_flops(k * len(x)) / rate for rate in eval_rates]
         evaluation[k] = {
             "seconds": times, "bound_seconds": bound, "decoder_gemm_gflops": [r / 1e9 for r in eval_rates],
+            "decoder_gemm_gflops_before_after": eval_probes,
             "images_per_second": len(x) / C.median(times),
             "ratio_to_bound": C.median([t / b for t, b in zip(times, bound)]),
             "seconds_for_10k_images": C.median(times) * 10_000 / len(x),
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         "speed", args, device, figures,
         measurements={
             "baseline_epoch_seconds": base_s, "vaelab_epoch_seconds": vae_s,
-            "train_matmul_gflops": [r / 1e9 for r in rates], "gemm_bound_seconds": bound_s,
+            "train_matmul_gflops": [r / 1e9 for r in rates], "train_matmul_gflops_before_after": probes,
+            "gemm_bound_seconds": bound_s,
             "epoch_gflop": epoch_flops / 1e9, "steps_per_epoch": steps,
             "evaluation": {str(k): v for k, v in evaluation.items()},
         },
