@@ -2,7 +2,8 @@
 
 The modules follow the book's vocabulary: ``prior`` p(z), ``recognition`` q(z|x),
 ``generative`` decoders and ``likelihoods`` p(x|z), ``reparameterize``, ``kl``,
-``objectives`` (ELBO, importance-weighted bound), ``linear_gaussian`` (the exact model),
+``objectives`` (ELBO, importance-weighted bound; ``bernoulli_mlp`` is its fast, exact
+log p(x|z) for the MLP decoder with a Bernoulli likelihood), ``linear_gaussian`` (the exact model),
 ``data`` (MNIST), ``training`` (fit), ``checkpoint``, ``diagnostics``, ``plots`` and
 ``checks`` (homework checks).
 """
