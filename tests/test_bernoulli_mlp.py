@@ -107,6 +107,13 @@ def test_iwae_bound_without_gradients_takes_the_shortcut_and_agrees():
     torch.testing.assert_close(estimate, per_batch, rtol=1e-5, atol=1e-3)
 
 
+def test_with_gradients_enabled_it_refuses_and_names_the_fix():
+    decoder = _decoder(30, scale=1.0)
+    evaluate = BernoulliMLPLogLikelihood(decoder, torch.zeros(2, 30))
+    with pytest.raises(RuntimeError, match=r"torch.no_grad\(\).*model.likelihood.log_prob"):
+        evaluate(torch.zeros(1, 2, 3))
+
+
 def test_applies_only_to_the_exact_mlp_bernoulli_pair():
     assert applies_to(build_vae())
     assert not applies_to(build_vae(likelihood="gaussian"))

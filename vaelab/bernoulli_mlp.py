@@ -13,8 +13,8 @@ log(1 + e^{-|l|}) = -log sigmoid(|l|). Two facts make the right-hand side cheap:
 * sum_i (x_i - 1/2) l_i = h . W^T (x - 1/2) + b . (x - 1/2): a dot product of length H with a
   vector computed once per image, instead of a pass over the D logits of every sample;
 * sigmoid(|l|) lies in [1/2, 1), so a product of G = 98 of them stays above 2^-98 (no underflow
-  in float32)
-  and sum_i log sigmoid(|l_i|) needs one log per 98 pixels instead of one log1p per pixel.
+  in float32) and sum_i log sigmoid(|l_i|) needs one log per 98 pixels instead of one log1p per
+  pixel.
 
 What is left per sample is the decoder's two matrix products and four passes over its logits
 (add the bias, |l| in place and its sum, sigmoid in place, the products), in buffers reused from
@@ -71,6 +71,10 @@ class BernoulliMLPLogLikelihood:
         return self._hidden_buffer[:rows], self._logits_buffer[:rows]
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            raise RuntimeError("BernoulliMLPLogLikelihood writes into reused buffers and has no gradients; call "
+                               "it under torch.no_grad(), or use model.likelihood.log_prob(x, model.decode(z)) "
+                               "to differentiate.")
         n, batch = z.shape[0], z.shape[1]
         hidden_buffer, logits_buffer = self._buffers(n * batch, z)
         h = torch.addmm(self.hidden.bias, z.reshape(n * batch, -1), self.hidden.weight.t(), out=hidden_buffer)
