@@ -173,7 +173,7 @@ def train_gemm_rate(device: torch.device, batch: int = BATCH) -> float:
     return repeat_rate(step, mlp_train_flops(batch), device)
 
 
-def decoder_gemm_rate(device: torch.device, rows: Sequence[int]) -> float:
+def decoder_gemm_rate(device: torch.device, rows: Sequence[int] = (1024, 4096, 16384)) -> float:
     """float32 matmul rate (FLOP/s) of the decoder's two GEMMs (20->400, 400->784); the best over
     the given row counts, so the bound it gives is the strictest of them."""
     g = torch.Generator(device=device).manual_seed(0)

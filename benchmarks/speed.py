@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> None:
         times, eval_rates, eval_probes = [], [], []
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        probe = C.decoder_gemm_rate(device, rows=(1024, 4096, 16384))
+        probe = C.decoder_gemm_rate(device)
         for _ in range(3):  # probe, run, probe, run, ...: each run's rate is the mean of the probes around it
             times.append(C.timed(lambda k=k: vaelab.log_likelihood_estimate(model, x, k=k), device))
-            before, probe = probe, C.decoder_gemm_rate(device, rows=(1024, 4096, 16384))
+            before, probe = probe, C.decoder_gemm_rate(device)
             eval_rates.append((before + probe) / 2)
             eval_probes.append([before / 1e9, probe / 1e9])
         bound = [C.decoder_flops(k * len(x)) / rate for rate in eval_rates]
