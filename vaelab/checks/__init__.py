@@ -1,0 +1,62 @@
+"""Homework checks: run a student's implementation against vaelab's reference.
+
+Each ``check_*`` function calls the student's function on a fixed list of random and edge-case
+inputs (fixed seeds, so the verdict is the same on every run) and returns a ``CheckResult``:
+truthy if every case passed. Its text is one line on success, e.g.
+``check_kl_standard_normal: passed (12 cases)``; on failure it names the input, what was
+expected, what came back and a hint aimed at the mistake it recognizes (a sign error, a missing
+1/2, the standard deviation used as the variance, an average where a sum belongs, a missing
+``log k``, an overflow, no gradient reaching ``mu``, a wrong shape, ...).
+
+A check never raises because of the student's code (a ``NotImplementedError`` stub, an exception,
+a wrong shape, NaN): it reports. ``raise_on_failure=True`` raises ``AssertionError`` with the
+message instead, for use in ``assert``-style grading scripts. The global random state is left as
+it was.
+
+* ``check_reparameterize(fn)``: fn(mu, logvar) -> z ~ N(mu, diag(exp(logvar))), shape of mu.
+* ``check_kl_standard_normal(fn)``: fn(mu, logvar) -> KL(N(mu, diag(exp(logvar))) || N(0, I)),
+  (batch,).
+* ``check_gaussian_log_likelihood(fn)``: fn(x, mean, logvar) -> sum_i log N(x_i | mean_i,
+  exp(logvar)), (batch,); logvar a float or a tensor broadcastable to x.
+* ``check_bernoulli_log_likelihood(fn)``: fn(x, logits) -> sum_i log Bernoulli(x_i |
+  sigmoid(logits_i)), (batch,).
+* ``check_elbo(fn)``: fn(model, x) -> one-sample reparameterized ELBO estimate with the
+  closed-form KL, (batch,); checked statistically and for gradient flow to the encoder.
+* ``check_iwae_bound(fn)``: fn(log_weights: (k, batch)) -> log (1/k) sum_i exp(log_w_i), (batch,).
+
+Layout: ``_runner.py`` holds ``CheckResult``, ``summary`` and the helpers a check is built from
+(``run_check``, ``Runner``, ``Failure``, ``as_output``, ``compare``, ``grad_check``, ...); each
+check lives in a module named after it (``kl_standard_normal.py`` holds
+``check_kl_standard_normal`` and its catalogue of typical mistakes).
+
+To add a check ``check_<name>``:
+
+1. write ``vaelab/checks/<name>.py`` after the pattern of ``kl_standard_normal.py``: build the cases
+   with a fixed seed, write ``body(runner)`` with the helpers of ``._runner``, list the known wrong
+   formulas with their hints, and ``return run_check("check_<name>", fn, body, n_cases,
+   raise_on_failure)``; set ``__all__ = ["check_<name>"]``;
+2. add one line below, ``from .<name> import check_<name>``, and the name to ``__all__``;
+3. test it in ``tests/test_checks_<name>.py``: a correct solution passes, and each mistake of the
+   catalogue fails with its hint.
+"""
+
+from __future__ import annotations
+
+from ._runner import CheckResult, summary
+from .bernoulli_log_likelihood import check_bernoulli_log_likelihood
+from .elbo import check_elbo
+from .gaussian_log_likelihood import check_gaussian_log_likelihood
+from .iwae_bound import check_iwae_bound
+from .kl_standard_normal import check_kl_standard_normal
+from .reparameterize import check_reparameterize
+
+__all__ = [
+    "CheckResult",
+    "check_reparameterize",
+    "check_kl_standard_normal",
+    "check_gaussian_log_likelihood",
+    "check_bernoulli_log_likelihood",
+    "check_elbo",
+    "check_iwae_bound",
+    "summary",
+]
