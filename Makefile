@@ -15,17 +15,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The main job: execute every chapter at full settings and build the HTML book in _build/html.
+## --all: every page is rebuilt, whatever an earlier build (book-quick) left there.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
 
 ## Same, with the quick settings (a few minutes on a laptop CPU).
 book-quick: $(STAMP)
-	VAELAB_QUICK=1 $(BIN)/jupyter-book build . -W -n --keep-going
+	VAELAB_QUICK=1 $(BIN)/jupyter-book build . -W -n --keep-going --all
 
 ## Render the committed notebook outputs without executing anything (seconds): checks the MyST.
 book-check: $(STAMP)
 	sed 's/execute_notebooks: force/execute_notebooks: "off"/' _config.yml > .config-check.yml
-	$(BIN)/jupyter-book build . -W -n --keep-going --path-output _build_check --config .config-check.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --all --path-output _build_check --config .config-check.yml
 
 ## Student edition: solutions removed, solution cells turned into stubs (HTML in _build_student/src/_build/html).
 student-book: $(STAMP)

@@ -2,7 +2,9 @@
 
 `require_book()` (behind each test module's `built_book` fixture) runs `jupyter-book build . -W -n --keep-going --all`
 with execution as configured in _config.yml (CI sets VAELAB_QUICK=1, so the chapters run their quick
-settings), into the default _build/html, and saves the log to artifacts/book-build.log. The build runs at
+settings), into its own folder, _build/test/_build/html (TEST_BUILD), and saves the log to
+artifacts/book-build.log. Its own folder: the quick-mode pages of the tests never stand in _build/html, where
+`make book` writes the full-settings book (which builds with --all anyway, whatever ran before). The build runs at
 most once per process, whichever modules ask for it, and only where asked: with CI set (`make test`, .ci/run)
 or VAELAB_BOOK_BUILD=1; elsewhere the book tests skip, saying so (a plain `pytest tests` stays quick).
 Set VAELAB_BOOK_HTML to an already built html folder to reuse it instead (development: e.g. a build made
@@ -26,6 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# jupyter-book build --path-output P writes P/_build/html; _build/ is excluded from the book and from git.
+TEST_BUILD = ROOT / "_build" / "test"
 
 
 def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
@@ -84,17 +88,17 @@ def build_book() -> BookBuild:
         _BUILD = BookBuild(html=html, reused=True, problem=problem)
         return _BUILD
     if not (os.environ.get("CI") or os.environ.get("VAELAB_BOOK_BUILD")):
-        _BUILD = BookBuild(html=ROOT / "_build" / "html", reused=False, problem=(
+        _BUILD = BookBuild(html=TEST_BUILD / "_build" / "html", reused=False, problem=(
             "building the book executes every chapter (minutes): set VAELAB_BOOK_BUILD=1 to build it here "
             "(CI and `make test` do), or VAELAB_BOOK_HTML=<a built html folder> to test an existing build"))
         return _BUILD
     jb = Path(sys.executable).parent / "jupyter-book"
     if not jb.exists():
-        _BUILD = BookBuild(html=ROOT / "_build" / "html", reused=False,
+        _BUILD = BookBuild(html=TEST_BUILD / "_build" / "html", reused=False,
                            problem=f'jupyter-book is not installed beside {sys.executable}: pip install -e ".[book]"')
         return _BUILD
     timeout = float(os.environ.get("VAELAB_BOOK_TIMEOUT", "3600"))
-    cmd = [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going", "--all"]
+    cmd = [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going", "--all", "--path-output", str(TEST_BUILD)]
     started = time.time()
     # Its own process group, so that a timeout also ends the notebook kernels it started.
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -109,7 +113,7 @@ def build_book() -> BookBuild:
     log = ANSI.sub("", output)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "book-build.log").write_text(log)
-    _BUILD = BookBuild(html=ROOT / "_build" / "html", reused=False, returncode=returncode, log=log,
+    _BUILD = BookBuild(html=TEST_BUILD / "_build" / "html", reused=False, returncode=returncode, log=log,
                        started=started, seconds=time.time() - started)
     return _BUILD
 

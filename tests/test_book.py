@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from book_build import ROOT, require_book, toc_files, toc_source
+from book_build import ROOT, TEST_BUILD, require_book, toc_files, toc_source
 
 pytestmark = pytest.mark.book
 
@@ -44,6 +44,19 @@ def test_book_builds_without_warnings(built_book):
         f"{len(problems)} warning/error line(s) (full log in artifacts/book-build.log):\n"
         + ("\n".join(problems[:50]) if problems else built_book.log[-5000:])
     )
+
+
+def test_make_book_always_builds_the_full_book():
+    """`make test` then `make book` once left the tests' quick-mode pages in _build/html (Sphinx saw nothing
+    changed). Now the tests build elsewhere, and `make book` rebuilds every page (--all) whatever ran before."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^book:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
+    assert recipe, "the Makefile has no `book:` target"
+    build_lines = [line for line in recipe.group(1).splitlines() if "jupyter-book build" in line]
+    assert build_lines and all("--all" in line for line in build_lines), (
+        f"`make book` must rebuild every page (jupyter-book build --all): {build_lines}")
+    assert "VAELAB_QUICK" not in recipe.group(1), "`make book` is the full-settings build"
+    assert (TEST_BUILD / "_build" / "html") != ROOT / "_build" / "html", "the tests must not build into _build/html"
 
 
 @pytest.mark.parametrize("entry", CHAPTERS)
