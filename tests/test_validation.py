@@ -118,7 +118,7 @@ BAD_INPUTS = [
     ("log-px-0-255", lambda: log_likelihood_estimate(model(), x() * 255, k=5), ValueError, r"divide by 255"),
     ("fit-0-255", lambda: fit_quick(model(), data(x(20) * 255)), ValueError, r"train images must lie in \[0, 1\].*divide by 255"),
     ("fit-test-0-255", lambda: fit_quick(model(), data(), test=data(x(20) * 255)), ValueError, r"test images .*divide by 255"),
-    ("fit-gaussian-nan", lambda: fit_quick(model("gaussian"), data(x(20) * float("nan"))), ValueError, r"train images contain NaN or Inf"),
+    ("fit-gaussian-nan", lambda: fit_quick(model("gaussian"), data(x(20) * float("nan"))), ValueError, r"train images .*NaN or Inf"),
     # sizes < 1: latent size, k, samples, batch size, epochs, limit
     ("latent-0", lambda: build_vae(latent_dim=0), ValueError, r"latent_dim must be an integer >= 1, got 0; use latent_dim=1"),
     ("latent-negative", lambda: MLPEncoder(D, 8, -2), ValueError, r"latent_dim must be an integer >= 1, got -2"),
@@ -205,3 +205,48 @@ def test_valid_inputs_still_pass(images):
     assert elbo(model("gaussian"), images * 255).elbo.isfinite().all()  # a Gaussian accepts any real x
     history = fit_quick(m, data(images))
     assert len(history) == 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("entry", ["elbo", "iwae_bound", "log_importance_weights", "log_likelihood_estimate"])
+def test_nan_and_inf_data_are_rejected_for_every_likelihood(entry, likelihood, bad):
+    """A NaN or Inf pixel never turns into a NaN ELBO: every public entry point names it."""
+    images = x()
+    images[3, 7] = bad
+    calls = {"elbo": lambda: elbo(model(likelihood), images),
+             "iwae_bound": lambda: iwae_bound(model(likelihood), images, 3),
+             "log_importance_weights": lambda: log_importance_weights(model(likelihood), images, 3),
+             "log_likelihood_estimate": lambda: log_likelihood_estimate(model(likelihood), images, k=3)}
+    with pytest.raises(ValueError, match=r"x must be finite, but 1 of 80 values is NaN or Inf \(the first at row 3, "
+                                         r"column 7: (nan|-?inf)\)") as info:
+        calls[entry]()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_check_dataset_rejects_nan_for_every_likelihood(likelihood):
+    from vaelab.validation import check_dataset
+
+    images = x(20)
+    images[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"train images must be finite, but 1 of 320 values is NaN or Inf"):
+        check_dataset("train", data(images), model(likelihood))
+    check_dataset("train", data(), model(likelihood))  # valid data passes
+
+
+@pytest.mark.parametrize("value,shown,hint", [
+    (1.0000001, "a largest value of 1.0000001 ", "clamp"),
+    (-1e-7, "a smallest value of -1e-07 ", "clamp"),
+    (254.0, "a largest value of 254.0 ", "divide by 255"),
+    (-0.5, "a smallest value of -0.5 ", "rescale"),
+])
+def test_out_of_range_pixel_is_reported_with_its_actual_value(value, shown, hint):
+    """The message names the offending value itself (the issue: 1.0000001 was shown as 'values in [1e-07, 1]')."""
+    images = x()
+    images[2, 5] = value
+    with pytest.raises(ValueError) as info:
+        elbo(model(), images)
+    message = str(info.value)
+    assert shown in message and hint in message and "1 of 80 values is outside" in message, message
+    assert float(torch.tensor(float(shown.split()[-1]), dtype=torch.float32)) == float(images[2, 5])

@@ -16,7 +16,7 @@ from .data import ImageData
 from .kl import kl_per_dimension
 from .model import VAE
 from .objectives import elbo
-from .training import check_dataset
+from .validation import check_dataset
 
 __all__ = ["LatentSummary", "latent_summary", "rate_distortion", "encode_dataset"]
 

@@ -17,11 +17,10 @@ import torch
 
 from . import bernoulli_mlp
 from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension
-from .likelihoods import BernoulliLikelihood
 from .model import VAE
 from .progress import progress_bar
 from .reparameterize import reparameterize
-from .validation import check_fits_module, check_positive_int, check_tensor, check_unit_interval
+from .validation import check_model_input, check_positive_int
 
 __all__ = ["ELBOTerms", "elbo", "training_loss", "log_importance_weights", "iwae_bound",
            "log_likelihood_estimate"]
@@ -44,17 +43,7 @@ class ELBOTerms(NamedTuple):
 
 
 def _check_input(model: VAE, x: torch.Tensor) -> None:
-    if not all(hasattr(model, part) for part in ("encode", "decode", "likelihood", "prior")):
-        raise TypeError(f"model must be a vaelab.VAE (encoder, decoder, likelihood, prior), got "
-                        f"{type(model).__name__}; build one with vaelab.build_vae(...).")
-    check_tensor("x", x, ndim=2)
-    if x.shape[0] == 0:
-        raise ValueError("x is an empty batch (batch size 0); pass at least one example.")
-    param = next(model.parameters(), None)
-    if param is not None:
-        check_fits_module("x", x, param, "model")
-    if isinstance(model.likelihood, BernoulliLikelihood):
-        check_unit_interval("x", x)
+    check_model_input(model, x)
 
 
 def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic",

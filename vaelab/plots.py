@@ -4,6 +4,7 @@ test inspects it) and keeps its width at most 8 inches so it fits the page."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +13,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .model import VAE
-from .training import History
+
+if TYPE_CHECKING:  # only a type: plots does not need the training loop
+    from .training import History
 
 __all__ = ["image_grid", "plot_reconstructions", "plot_training_curves", "plot_latent_scatter",
            "manifold_codes", "plot_latent_manifold", "plot_interpolation", "MAX_WIDTH"]
@@ -62,7 +65,7 @@ def plot_training_curves(histories: History | Mapping[str, History], title: str 
                          x: str = "epoch") -> Figure:
     """Train (dashed) and test (solid) ELBO in nats per image against ``x`` ("epoch" or
     "examples_seen"), one colour per run."""
-    if isinstance(histories, History):
+    if not isinstance(histories, Mapping):  # one History
         histories = {"": histories}
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (label, history) in enumerate(histories.items()):

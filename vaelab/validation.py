@@ -1,8 +1,11 @@
 """Checks at vaelab's public boundary.
 
-A user mistake (wrong shape, pixels in 0..255, k = 0) should end in one sentence that names the
-argument, what was given, what was expected and the likely fix, raised as ``ValueError`` or
-``TypeError`` before torch produces a deep stack trace. Every public function calls these.
+A user mistake (wrong shape, pixels in 0..255, NaN in the data, k = 0) should end in one sentence
+that names the argument, what was given, what was expected and the likely fix, raised as
+``ValueError`` or ``TypeError`` before torch produces a deep stack trace. The public entry points
+(``elbo``, ``iwae_bound``, ``log_importance_weights``, ``log_likelihood_estimate``, ``fit``, the
+diagnostics) call these; the math they call (prior, recognition model, decoder, likelihood, KL)
+assumes its inputs are valid and checks nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "check_model_input",
+    "check_dataset",
+    "check_finite",
     "check_tensor",
     "check_same_device",
     "check_unit_interval",
@@ -19,8 +25,9 @@ __all__ = [
 ]
 
 
-def check_tensor(name: str, value: object, *, ndim: int | None = None, min_ndim: int = 0,
-                 floating: bool = True) -> torch.Tensor:
+def check_tensor(
+    name: str, value: object, *, ndim: int | None = None, min_ndim: int = 0, floating: bool = True
+) -> torch.Tensor:
     """Return ``value`` if it is a tensor of the right kind, else raise a clear error."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(
@@ -56,18 +63,51 @@ def check_same_device(**tensors: torch.Tensor) -> None:
         )
 
 
+def _shortest(value: torch.Tensor) -> str:
+    """The shortest decimal that reads back as this 0-d tensor's value in its own dtype
+    (1.0000001 for float32, not 1 nor 1.00000011920929)."""
+    if value.dtype in (torch.float16, torch.float32, torch.float64):
+        return str(value.detach().cpu().numpy())
+    return f"{value.item():.6g}"
+
+
+def check_finite(name: str, x: torch.Tensor, fix: str = "clean the data before computing a likelihood") -> None:
+    """Raise if ``x`` holds NaN or Inf, naming how many entries and where the first one is."""
+    bad = ~torch.isfinite(x.detach())
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        where = f"row {first[0]}, column {first[1]}" if len(first) == 2 else f"index {first}"
+        count = int(bad.sum())
+        verb = "values is" if count == 1 else "values are"
+        raise ValueError(
+            f"{name} must be finite, but {count} of {x.numel()} {verb} NaN or Inf "
+            f"(the first at {where}: {x[first].item()}); {fix}."
+        )
+
+
 def check_unit_interval(name: str, x: torch.Tensor) -> None:
-    """Raise if ``x`` has values outside [0, 1] (Bernoulli support) or non-finite values."""
+    """Raise if ``x`` has values outside [0, 1] (Bernoulli support) or non-finite values; the
+    message gives the actual offending values, in full precision."""
     if x.numel() == 0:
         return
     lo, hi = torch.aminmax(x.detach())
     if not (torch.isfinite(lo) and torch.isfinite(hi)):
-        raise ValueError(f"{name} contains NaN or Inf; clean the data before computing a likelihood.")
+        check_finite(name, x)
     if lo < 0 or hi > 1:
-        hint = " (did you forget to divide by 255?)" if hi > 1.5 else ""
+        outside = int(((x < 0) | (x > 1)).sum())
+        parts = ([f"a smallest value of {_shortest(lo)}"] if lo < 0 else []) + (
+            [f"a largest value of {_shortest(hi)}"] if hi > 1 else []
+        )
+        if hi > 1.5:
+            fix = "did you forget to divide by 255? use x / 255"
+        elif lo > -1e-3 and hi < 1 + 1e-3:
+            fix = "rounding errors? clip them with x.clamp(0, 1)"
+        else:
+            fix = "rescale the data to [0, 1], or use a Gaussian likelihood"
+        verb = "values is" if outside == 1 else "values are"
         raise ValueError(
-            f"{name} must lie in [0, 1] for a Bernoulli likelihood, got values in "
-            f"[{lo.item():.4g}, {hi.item():.4g}]{hint}."
+            f"{name} must lie in [0, 1] for a Bernoulli likelihood, but {outside} of {x.numel()} {verb} "
+            f"outside it, with {' and '.join(parts)} ({fix})."
         )
 
 
@@ -103,3 +143,59 @@ def check_fits_module(name: str, x: torch.Tensor, weight: torch.Tensor, module: 
             f"{name} has dtype {x.dtype} but the {module} computes in {weight.dtype}; convert it "
             f"with {name}.to({weight.dtype}) (or the model with model.to({x.dtype}))."
         )
+
+
+def check_model_input(model: object, x: object) -> torch.Tensor:
+    """The data check of the public entry points: ``x`` is a non-empty (batch, D) floating tensor
+    that fits ``model`` (D pixels, its device and dtype), holds no NaN or Inf, and lies in [0, 1]
+    when the likelihood is Bernoulli. Returns ``x``; raises a one-sentence error otherwise."""
+    from .likelihoods import BernoulliLikelihood  # here, not at the top: likelihoods imports nothing from here
+
+    if not all(hasattr(model, part) for part in ("encoder", "decoder", "likelihood", "prior")):
+        raise TypeError(
+            f"model must be a vaelab.VAE (encoder, decoder, likelihood, prior), got "
+            f"{type(model).__name__}; build one with vaelab.build_vae(...)."
+        )
+    check_tensor("x", x, ndim=2)
+    assert isinstance(x, torch.Tensor)
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch (batch size 0); pass at least one example.")
+    expected = getattr(model.encoder, "input_dim", None)
+    if expected is not None and x.shape[1] != expected:
+        raise ValueError(
+            f"x has {x.shape[1]} features per example but the model expects input_dim={expected}; "
+            f"flatten images to (batch, {expected}) with x.view(len(x), -1)."
+        )
+    param = next(model.parameters(), None)
+    if param is not None:
+        check_fits_module("x", x, param, "model")
+    if isinstance(model.likelihood, BernoulliLikelihood):
+        check_unit_interval("x", x)  # one pass: also rejects NaN and Inf
+    else:
+        check_finite("x", x)
+    return x
+
+
+def check_dataset(name: str, data: object, model: object) -> None:
+    """Raise a clear error unless ``data`` is a non-empty ImageData that fits ``model`` and lies
+    in the support of its likelihood (no NaN or Inf; [0, 1] for a Bernoulli likelihood)."""
+    from .data import ImageData  # here, not at the top: data imports this module
+    from .likelihoods import BernoulliLikelihood
+
+    if not isinstance(data, ImageData):
+        raise TypeError(
+            f"{name} must be a vaelab.ImageData (from vaelab.load_mnist or "
+            f"ImageData(images, labels)), got {type(data).__name__}."
+        )
+    if len(data) == 0:
+        raise ValueError(f"{name} data is empty; pass at least one image.")
+    expected = getattr(model.encoder, "input_dim", data.images.shape[1])
+    if data.images.shape[1] != expected:
+        raise ValueError(
+            f"{name} images have {data.images.shape[1]} pixels but the model expects "
+            f"{expected}; flatten images to (N, {expected})."
+        )
+    if isinstance(model.likelihood, BernoulliLikelihood):
+        check_unit_interval(f"{name} images", data.images)
+    else:
+        check_finite(f"{name} images", data.images, "clean the data before training")
