@@ -23,6 +23,7 @@ it was.
 * ``check_elbo(fn)``: fn(model, x) -> one-sample reparameterized ELBO estimate with the
   closed-form KL, (batch,); checked statistically and for gradient flow to the encoder.
 * ``check_iwae_bound(fn)``: fn(log_weights: (k, batch)) -> log (1/k) sum_i exp(log_w_i), (batch,).
+* ``check_slerp(fn)``: fn(z_a, z_b, t) -> spherical interpolation between two codes, (steps, d).
 
 Layout: ``_runner.py`` holds ``CheckResult``, ``summary`` and the helpers a check is built from
 (``run_check``, ``Runner``, ``Failure``, ``as_output``, ``compare``, ``grad_check``, ...); each
@@ -49,6 +50,7 @@ from .gaussian_log_likelihood import check_gaussian_log_likelihood
 from .iwae_bound import check_iwae_bound
 from .kl_standard_normal import check_kl_standard_normal
 from .reparameterize import check_reparameterize
+from .slerp import check_slerp
 
 __all__ = [
     "CheckResult",
@@ -58,5 +60,6 @@ __all__ = [
     "check_bernoulli_log_likelihood",
     "check_elbo",
     "check_iwae_bound",
+    "check_slerp",
     "summary",
 ]
