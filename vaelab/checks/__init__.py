@@ -45,7 +45,9 @@ from __future__ import annotations
 
 from ._runner import CheckResult, summary
 from .bernoulli_log_likelihood import check_bernoulli_log_likelihood
+from .effective_sample_size import check_effective_sample_size
 from .elbo import check_elbo
+from .free_bits import check_free_bits_kl
 from .gaussian_log_likelihood import check_gaussian_log_likelihood
 from .iwae_bound import check_iwae_bound
 from .kl_standard_normal import check_kl_standard_normal
@@ -61,5 +63,7 @@ __all__ = [
     "check_elbo",
     "check_iwae_bound",
     "check_slerp",
+    "check_effective_sample_size",
+    "check_free_bits_kl",
     "summary",
 ]
