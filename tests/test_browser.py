@@ -2,8 +2,12 @@
 
 For every page in _toc.yml: it loads without console errors, MathJax has typeset the math, every image
 has loaded, the Colab button opens the matching notebook, internal links resolve, and nothing overflows
-horizontally at a phone width (375 px) or at a desktop width. A full-page screenshot of each page at desktop
-width goes to artifacts/screenshots/<page>.png (not committed) for a person to look at.
+horizontally at a phone width (375 px) or at a desktop width. Issue 12 adds: no raw Markdown or MyST in the
+visible text (a table left as "|---|", a role left as "{eq}"), no code cell that needs sideways scrolling at
+1280 px (notebook code is formatted to 79 columns), equation numbers of the form (chapter.n) in the numbered
+chapters, and alt text on every image (not the file name Sphinx puts there by default). A full-page
+screenshot of each page at desktop width goes to artifacts/screenshots/<page>.png (not committed) for a
+person to look at.
 
 How it runs:
 - The book is the session's build (tests/book_build.py `built_book`; VAELAB_BOOK_HTML reuses a built html folder),
@@ -25,6 +29,7 @@ How it runs:
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,6 +50,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 812}
 SCREENSHOTS = ARTIFACTS / "screenshots"
 TIMEOUT_MS = 60_000
+IMAGE_FILE = re.compile(r"\.(png|jpe?g|svg|gif|webp)$", re.I)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +212,56 @@ JS_OVERFLOW = """async () => {
   return {viewport: vw, scrollWidth, culprits: culprits.slice(0, 8), n_culprits: culprits.length};
 }"""
 
+# Raw Markdown or MyST that reached the reader as text: a table parsed as a paragraph ("| a | b |" then
+# "|---|", which smart quotes turn into "—|—"), a directive fence, a role, display math delimiters.
+JS_RAW_MARKUP = r"""() => {
+  const patterns = [/\|\s*-{3,}\s*\|/, /\|\s*—\s*\|/, /—\|—/, /:::/, /\{(eq|cite|doc|ref|numref|glue|glue:text)\}/,
+                    /\$\$/, /^\s*```/m];
+  const root = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const found = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, text = node.textContent;
+    if (node.parentElement.closest('pre, code, script, style, mjx-container, .highlight, .MathJax, textarea')) continue;
+    for (const p of patterns) {
+      if (p.test(text)) { found.push(`${p}: "${text.trim().slice(0, 100)}"`); break; }
+    }
+  }
+  return found.slice(0, 20);
+}"""
+
+# Code blocks (cell inputs and code in the text, solutions included) wider than their box at this width. Collapsed
+# blocks (hide-input cells, dropdown solutions) are opened first, so they are measured as a reader who opens them
+# sees them; call it after the screenshot.
+JS_WIDE_CODE = """async () => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));
+  document.querySelectorAll('.toggle-details__container, .dropdown .admonition-content, .toggle')
+      .forEach(e => { e.style.display = ''; });
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const blocks = [...document.querySelectorAll('article .highlight pre')]
+      .filter(pre => !pre.closest('.cell_output, .output'));
+  const wide = blocks.filter(pre => pre.clientWidth > 0 && pre.scrollWidth > pre.clientWidth + 1).map(pre => {
+    const longest = pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+    return `${pre.scrollWidth} px in ${pre.clientWidth} px, longest line (${longest.length} chars): `
+           + longest.slice(0, 90);
+  });
+  return {n: blocks.length, n_measured: blocks.filter(pre => pre.clientWidth > 0).length, wide};
+}"""
+
+# Equation numbers as the page shows them, and the text of links to equations.
+JS_EQUATIONS = """() => ({
+  numbers: [...document.querySelectorAll('.math .eqno')]
+      .map(e => (e.firstChild ? e.firstChild.textContent : '').trim()),
+  refs: [...document.querySelectorAll('a[href*="#equation-"]')].filter(a => !a.classList.contains('headerlink'))
+      .map(a => a.textContent.trim()),
+})"""
+
+# Every image in the article and its alt text; Sphinx writes the image's address as alt when none is given.
+JS_ALT = """() => [...document.querySelectorAll('article.bd-article img, main img')].map(i => ({
+  src: i.getAttribute('src') || '', alt: (i.getAttribute('alt') || '').trim(),
+}))"""
+
 JS_LINKS = """() => ({
   all: [...document.querySelectorAll('a[href]')].map(a => a.href),
   colab: [...document.querySelectorAll('a[href*="colab.research.google.com"]')].map(a => a.getAttribute('href')),
@@ -226,6 +282,10 @@ class Report:
     links: list = field(default_factory=list)
     colab: list = field(default_factory=list)
     overflow: dict = field(default_factory=dict)  # "phone"/"desktop" -> JS_OVERFLOW result
+    raw_markup: list = field(default_factory=list)
+    wide_code: dict = field(default_factory=dict)
+    equations: dict = field(default_factory=dict)
+    alt: list = field(default_factory=list)
     screenshot: Path | None = None
 
 
@@ -261,6 +321,10 @@ def inspect(browser: Browser, entry: str) -> Report:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         report.screenshot = SCREENSHOTS / f"{_page_id(entry)}.png"
         page.screenshot(path=str(report.screenshot), full_page=True)
+        report.raw_markup = page.evaluate(JS_RAW_MARKUP)
+        report.equations = page.evaluate(JS_EQUATIONS)
+        report.alt = page.evaluate(JS_ALT)
+        report.wide_code = page.evaluate(JS_WIDE_CODE)  # opens collapsed blocks: after the screenshot
         page.set_viewport_size(PHONE)
         report.overflow["phone"] = page.evaluate(JS_OVERFLOW)
         page.wait_for_timeout(200)  # let late console messages arrive
@@ -374,6 +438,56 @@ def test_no_horizontal_overflow(report, width):
     assert o["scrollWidth"] <= o["viewport"] + 1 and not o["culprits"], (
         f"{report.url} at {width} width ({o['viewport']} px): page is {o['scrollWidth']} px wide; "
         f"sticking out ({o['n_culprits']} elements, first 8 shown):\n" + "\n".join(o["culprits"]))
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=_page_id)
+def test_no_raw_markup_in_text(report):
+    """Markdown or MyST the parser did not understand shows as text: "|---|" of a table, "{eq}", ":::", "$$"."""
+    assert not report.raw_markup, f"{report.url}: raw Markdown/MyST in the visible text:\n" + "\n".join(
+        report.raw_markup)
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=_page_id)
+def test_code_fits_without_sideways_scrolling(report):
+    """At 1280 px the code column holds about 80 characters; notebook code is formatted to 79 (book/ruff.toml)."""
+    w = report.wide_code
+    assert not w["wide"], (
+        f"{report.url}: {len(w['wide'])} of {w['n_measured']} code blocks need sideways scrolling at "
+        f"{DESKTOP['width']} px (ruff format with book/ruff.toml, and shorten long strings):\n" + "\n".join(w["wide"]))
+
+
+def _chapter_number(entry: str) -> int | None:
+    head = Path(entry).name.split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=_page_id)
+def test_equation_numbers_are_per_chapter(report, entry):
+    """Equations of chapter 7 are numbered (7.1), (7.2), ... in order, as its figures are (Figure 7.1)."""
+    numbers, refs = report.equations["numbers"], report.equations["refs"]
+    chapter = _chapter_number(entry)
+    if chapter is None:
+        expected = [f"({n})" for n in range(1, len(numbers) + 1)]
+    else:
+        expected = [f"({chapter}.{n})" for n in range(1, len(numbers) + 1)]
+    assert numbers == expected, f"{report.url}: equation numbers {numbers}, expected {expected}"
+    pattern = re.compile(r"^\((\d+\.)?\d+\)$")
+    bad = [r for r in refs if not pattern.match(r)]
+    assert not bad, f"{report.url}: references to equations that do not read (chapter.n): {bad}"
+    if chapter is not None:
+        local = [r for r in refs if r.startswith(f"({chapter}.")]
+        unknown = sorted(set(local) - set(numbers))
+        assert not unknown, f"{report.url}: references {unknown} name no equation on the page"
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=_page_id)
+def test_images_have_alt_text(report):
+    """Screen readers read the alt text; Sphinx's default alt is the image's address, which says nothing."""
+    missing = [img["src"] for img in report.alt
+               if not img["alt"] or img["alt"] == img["src"] or IMAGE_FILE.search(img["alt"])]
+    assert not missing, (
+        f"{report.url}: {len(missing)} of {len(report.alt)} images have no alt text (a code cell's figure gets one "
+        "from its metadata, mystnb.image.alt):\n" + "\n".join(missing))
 
 
 def test_screenshots_saved(browser):
