@@ -34,8 +34,9 @@ def otter_command() -> list[str]:
     """``otter`` of this Python's environment (so it grades with the same vaelab and torch)."""
     otter = Path(sys.executable).with_name("otter")
     if not otter.exists():
-        raise SystemExit("otter is not installed in this environment: pip install -e '.[test]' "
-                         "(or pip install otter-grader).")
+        raise SystemExit(
+            "otter is not installed in this environment: pip install -e '.[test]' (or pip install otter-grader)."
+        )
     return [str(otter)]
 
 
@@ -44,12 +45,40 @@ def build_wheel(dest: Path, root: Path = ROOT) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     work = dest.parent / "_vaelab_source"
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(root, work, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "_build*", "book", "benchmarks", "tests", "runs", "artifacts", "*.egg-info", "build",
-        "__pycache__", "node_modules"))
+    shutil.copytree(
+        root,
+        work,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv*",
+            "_build*",
+            "book",
+            "benchmarks",
+            "tests",
+            "runs",
+            "artifacts",
+            "*.egg-info",
+            "build",
+            "__pycache__",
+            "node_modules",
+        ),
+    )
     try:
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                        "-w", str(dest), str(work)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(dest),
+                str(work),
+            ],
+            check=True,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     wheels = sorted(dest.glob("vaelab-*.whl"))
@@ -87,12 +116,14 @@ def assign(notebook: Path, out: Path, run_tests: bool = True, root: Path = ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("notebook", type=Path, help="the homework in Otter's assign format")
     parser.add_argument("out", type=Path, help="output folder: student/ and autograder/ (with the zip) go there")
-    parser.add_argument("--no-run-tests", action="store_true",
-                        help="skip Otter's check that the solution passes every test (faster)")
+    parser.add_argument(
+        "--no-run-tests", action="store_true", help="skip Otter's check that the solution passes every test (faster)"
+    )
     args = parser.parse_args(argv)
     zip_path = assign(args.notebook, args.out, run_tests=not args.no_run_tests)
     print(f"student notebook: {args.out / 'student' / args.notebook.name}\nautograder: {zip_path}")

@@ -121,8 +121,15 @@ def test_student_notebook_has_stubs_and_checks_but_no_solutions(assignment):
     out, _ = assignment
     student = nbformat.read(out / "student" / TEMPLATE.name, as_version=4)
     text = "\n".join(c.source for c in student.cells)
-    for secret in ("logsumexp", "logsigmoid", "randn_like", "0.5 * (mu.pow(2)", "{solution}", "For teachers",
-                   "BEGIN SOLUTION"):
+    for secret in (
+        "logsumexp",
+        "logsigmoid",
+        "randn_like",
+        "0.5 * (mu.pow(2)",
+        "{solution}",
+        "For teachers",
+        "BEGIN SOLUTION",
+    ):
         assert secret not in text, secret
     for name, (_, fn) in QUESTIONS.items():
         assert f'grader.check("{name}")' in text
@@ -134,8 +141,12 @@ def test_student_notebook_has_stubs_and_checks_but_no_solutions(assignment):
 def _otter_run(zip_path: Path, submission: Path, out: Path) -> subprocess.Popen:
     out.mkdir()
     otter = Path(sys.executable).with_name("otter")
-    return subprocess.Popen([str(otter), "run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(submission)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [str(otter), "run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(submission)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _submission_with_the_mistake(out: Path, path: Path) -> None:
@@ -161,8 +172,11 @@ def test_otter_run_grades_solution_untouched_and_one_mistake(assignment, tmp_pat
     out, zip_path = assignment
     mistake = tmp_path / "mistake.ipynb"
     _submission_with_the_mistake(out, mistake)
-    submissions = {"solution": out / "autograder" / TEMPLATE.name, "untouched": out / "student" / TEMPLATE.name,
-                   "mistake": mistake}
+    submissions = {
+        "solution": out / "autograder" / TEMPLATE.name,
+        "untouched": out / "student" / TEMPLATE.name,
+        "mistake": mistake,
+    }
     runs = {k: _otter_run(zip_path, path, tmp_path / k) for k, path in submissions.items()}
     results = {}
     for key, proc in runs.items():
@@ -180,7 +194,8 @@ def test_otter_run_grades_solution_untouched_and_one_mistake(assignment, tmp_pat
     assert all("not implemented yet" in t["output"] for t in results["untouched"].values())
     # my_elbo calls the student's my_kl, so the mistake costs task 5 as well: 4 of 6
     assert {name: t["score"] for name, t in results["mistake"].items()} == {
-        name: 0 if name in ("task2_kl", "task5_elbo") else 1 for name in QUESTIONS}
+        name: 0 if name in ("task2_kl", "task5_elbo") else 1 for name in QUESTIONS
+    }
     # The feedback is the check's own verdict, hint included (computed here, in-process, for comparison).
     namespace = {"torch": torch}
     exec(MISTAKE, namespace)
