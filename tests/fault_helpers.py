@@ -109,6 +109,8 @@ def child_job(checkpoint: Path | str, epochs: int, kill_at: tuple[str, int] | No
         f.write(data[len(data) // 2:])
 
     def replace_with_events(src, dst):
+        if Path(dst) != checkpoint:  # keeping the previous checkpoint: no event of its own
+            return real_replace(src, dst)
         emit("before-replace", saving[0])
         real_replace(src, dst)
         emit("after-replace", saving[0])

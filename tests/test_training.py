@@ -1,4 +1,11 @@
-"""The trainer: checkpoint round trip, bit-identical continuation, a real MNIST run."""
+"""The trainer: checkpoint round trip, bit-identical continuation, a real MNIST run; resuming only
+the same run, falling back to the previous checkpoint, divergence, locking, the order of draws."""
+
+import json
+import math
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -105,20 +112,21 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path):
     data = synthetic_data()
     ckpt = tmp_path / "run.ckpt"
     fit(small_model(), data, epochs=1, batch_size=32, device="cpu", checkpoint=ckpt, progress=False)
-    with pytest.raises(ValueError, match=r"lr=0.001 in the file but lr=0.01 now"):
+    with pytest.raises(ValueError, match=r"lr=0.001 in the file but lr=0.01 now.*resume=False"):
         fit(small_model(), data, epochs=2, batch_size=32, lr=0.01, device="cpu", checkpoint=ckpt, progress=False)
     # the refused resume left the file as it was
     assert load_checkpoint(ckpt)["epoch"] == 1
 
 
-def test_a_new_checkpoint_removes_temporary_files_of_killed_writers(tmp_path):
+def test_a_new_checkpoint_removes_only_vaelabs_own_temporary_files(tmp_path):
     ckpt = tmp_path / "run.ckpt"
-    leftover = tmp_path / ".run.ckpt.abc123.tmp"
+    leftover = tmp_path / ".run.ckpt.vaelab-abc123.tmp"  # the name vaelab's writer uses
     leftover.write_bytes(b"half a checkpoint")
-    other = tmp_path / ".other.ckpt.abc123.tmp"
-    other.write_bytes(b"not ours")
+    others = [tmp_path / ".run.ckpt.abc123.tmp", tmp_path / ".other.ckpt.vaelab-abc123.tmp"]
+    for other in others:
+        other.write_bytes(b"not ours")
     vaelab.save_checkpoint(ckpt, {"epoch": 0})
-    assert not leftover.exists() and other.exists()
+    assert not leftover.exists() and all(other.read_bytes() == b"not ours" for other in others)
     assert load_checkpoint(ckpt)["epoch"] == 0
 
 
@@ -128,3 +136,241 @@ def test_diagnostics_reject_bad_data():
         vaelab.latent_summary(model, ImageData(torch.rand(10, 784) * 255, torch.zeros(10, dtype=torch.long)))
     with pytest.raises(ValueError, match="empty"):
         vaelab.rate_distortion(model, ImageData(torch.rand(0, 784), torch.zeros(0, dtype=torch.long)))
+
+
+# ----------------------------------------------------------------------------- resuming the same run only
+
+FIT = {"batch_size": 32, "device": "cpu", "seed": 1, "progress": False}
+
+
+def _changed_run(change: str):
+    """(model, train, test, fit keywords) of the reference run with one thing changed."""
+    data, model, kwargs = synthetic_data(), small_model(), dict(FIT)
+    test = synthetic_data(n=40, seed=5)
+    if change == "fewer images":
+        data = data.take(200)
+    elif change == "other images":
+        data = synthetic_data(seed=9)
+    elif change == "static binarization":
+        data = data.fixed_binarization(0)
+    elif change == "binarization seed":
+        kwargs["seed"] = 2
+    elif change == "no test set":
+        test = None
+    elif change == "latent_dim":
+        model = build_vae(latent_dim=4, hidden_dim=16, side=6)
+    elif change == "gaussian_logvar":  # same parameter shapes, another model
+        model = build_vae(latent_dim=3, hidden_dim=16, side=6, likelihood="gaussian", gaussian_logvar=-2.0)
+    elif change == "float64":
+        model = model.double()
+        data, test = (ImageData(d.images.double(), d.labels, d.binarization, d.image_shape) for d in (data, test))
+    else:
+        key, value = change.split("=")
+        kwargs[key] = {"kl": value}.get(key, None) or (int(value) if key in ("batch_size", "n_samples") else
+                                                       float(value))
+    if change == "gaussian_logvar":
+        reference = build_vae(latent_dim=3, hidden_dim=16, side=6, likelihood="gaussian")
+        return reference, model, data, test, kwargs
+    return None, model, data, test, kwargs
+
+
+CHANGES = {"fewer images": "train_size=300 in the file but train_size=200",
+           "other images": "train_pixels=sha256:", "static binarization": "binarization='dynamic'",
+           "binarization seed": "seed=1 in the file but seed=2", "no test set": "test_size=40 in the file but",
+           "latent_dim": "model.latent_dim=3 in the file but model.latent_dim=4",
+           "gaussian_logvar": "model.gaussian_logvar=0.0 in the file but model.gaussian_logvar=-2.0",
+           "float64": "dtype='float32' in the file but dtype='float64'", "lr=0.003": "lr=0.001",
+           "batch_size=16": "batch_size=32", "beta=2": "beta=1.0", "kl_warmup_epochs=1": "kl_warmup_epochs=0.0",
+           "free_bits=0.5": "free_bits=0.0", "n_samples=2": "n_samples=1", "kl=mc": "kl='analytic'"}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_resuming_another_run_is_an_error_that_names_the_difference(tmp_path, change):
+    ckpt = tmp_path / "run.ckpt"
+    reference, model, data, test, kwargs = _changed_run(change)
+    first = reference if reference is not None else small_model()
+    fit(first, synthetic_data(), synthetic_data(n=40, seed=5), epochs=1, checkpoint=ckpt, **FIT)
+    before = ckpt.read_bytes()
+    with pytest.raises(vaelab.runs.RunMismatchError, match=re.escape(CHANGES[change])) as info:
+        fit(model, data, test, epochs=2, checkpoint=ckpt, **kwargs)
+    assert "resume=False" in str(info.value)
+    assert ckpt.read_bytes() == before  # the refused resume changed nothing
+    # and resume=False starts the changed run over, as the message says
+    assert len(fit(model, data, test, epochs=1, checkpoint=ckpt, resume=False, **kwargs)) == 1
+
+
+def test_what_does_not_change_the_result_may_differ_on_resume(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    data, test = synthetic_data(), synthetic_data(n=40, seed=5)
+    straight = fit(small_model(), data, test, epochs=3, **FIT)
+    fit(small_model(), data, test, epochs=1, checkpoint=ckpt, **FIT)
+    resumed = fit(small_model(), data, test, epochs=3, checkpoint=ckpt,
+                  **{**FIT, "device": "auto" if not torch.cuda.is_available() else "cpu", "progress": True},
+                  eval_batch_size=40)
+    assert resumed.train_elbo == straight.train_elbo and resumed.test_elbo == straight.test_elbo
+
+
+def test_nothing_left_to_train_is_said_and_fewer_epochs_is_an_error(tmp_path, capsys):
+    ckpt = tmp_path / "run.ckpt"
+    data = synthetic_data()
+    first = fit(small_model(), data, epochs=2, checkpoint=ckpt, **FIT)
+    capsys.readouterr()
+    again = fit(small_model(), data, epochs=2, checkpoint=ckpt, **FIT)
+    assert again.train_elbo == first.train_elbo
+    assert "nothing left to train" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"already holds 2 epochs, more than epochs=1; pass epochs=2 or more"):
+        fit(small_model(), data, epochs=1, checkpoint=ckpt, **FIT)
+
+
+def test_a_damaged_checkpoint_falls_back_loudly_to_the_previous_one(tmp_path, capsys):
+    data = synthetic_data()
+    straight = small_model()
+    h_straight = fit(straight, data, epochs=3, **FIT)
+    ckpt = tmp_path / "run.ckpt"
+    fit(small_model(), data, epochs=2, checkpoint=ckpt, **FIT)
+    assert load_checkpoint(vaelab.checkpoint.previous_checkpoint(ckpt))["epoch"] == 1  # the one before is kept
+    damaged = ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2]
+    ckpt.write_bytes(damaged)
+    capsys.readouterr()
+    resumed = small_model(seed=5)
+    h = fit(resumed, data, epochs=3, checkpoint=ckpt, **FIT)
+    err = capsys.readouterr().err
+    assert "resuming from the previous checkpoint" in err and "run.ckpt.damaged" in err
+    assert (tmp_path / "run.ckpt.damaged").read_bytes() == damaged  # kept, not deleted
+    assert h.train_elbo == h_straight.train_elbo  # epochs 2 and 3 retrained: nothing lost
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_damaged_checkpoint_without_a_previous_one_says_how_to_start_over(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    with pytest.raises(vaelab.runs.ResumeError, match=r"no earlier checkpoint beside it.*resume=False") as info:
+        fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
+    assert "--restart" in info.value.cli_message and "resume=False" not in info.value.cli_message
+
+
+def test_nan_weights_in_a_checkpoint_are_refused(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
+    state = load_checkpoint(ckpt)
+    state["model"]["encoder.hidden.weight" if "encoder.hidden.weight" in state["model"] else
+                   next(iter(state["model"]))].view(-1)[3] = float("nan")
+    del state["format"]
+    vaelab.save_checkpoint(ckpt, state)  # a valid digest over a NaN weight
+    with pytest.raises(ValueError, match="NaN or Inf weights"):
+        load_model(ckpt)
+    with pytest.raises(vaelab.runs.ResumeError, match="NaN or Inf weights"):
+        fit(small_model(), synthetic_data(), epochs=2, checkpoint=ckpt, **FIT)
+
+
+def test_load_model_keeps_a_float64_model_in_float64(tmp_path):
+    torch.manual_seed(0)
+    model = build_vae(latent_dim=2, hidden_dim=8, side=6).double()
+    vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": model.config.to_dict(), "model": model.state_dict()})
+    loaded, _ = load_model(tmp_path / "m.ckpt")
+    assert next(loaded.parameters()).dtype == torch.float64
+    for name, value in model.state_dict().items():  # every weight bit for bit, not rounded through float32
+        assert loaded.state_dict()[name].dtype == value.dtype and torch.equal(loaded.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("name,value", [("kl_warmup_epochs", math.inf), ("kl_warmup_epochs", math.nan),
+                                        ("free_bits", math.nan), ("beta", math.nan), ("beta", -1.0),
+                                        ("lr", math.inf), ("lr", 0.0), ("seed", 2**64), ("seed", -1),
+                                        ("n_samples", 0), ("kl", "exact"), ("eval_batch_size", 0)])
+def test_bad_fit_settings_are_rejected_before_training(name, value):
+    with pytest.raises((ValueError, TypeError), match=name):
+        fit(small_model(), synthetic_data(), epochs=1, **{**FIT, name: value})
+
+
+def test_a_diverging_run_is_an_error_not_a_result(tmp_path):
+    with pytest.raises(vaelab.runs.TrainingDivergedError, match=r"lower learning rate than lr=1000000.0"):
+        fit(small_model(), synthetic_data(), synthetic_data(n=40), epochs=3,
+            checkpoint=tmp_path / "r.ckpt", **{**FIT, "lr": 1e6})
+
+
+def test_an_exploding_but_finite_elbo_is_divergence(monkeypatch):
+    """A train ELBO far below the untrained model's (here forced: the KL term multiplied by 1e9)
+    stops the run, although every number is finite."""
+    real = vaelab.training.elbo
+
+    def exploding(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return vaelab.ELBOTerms(terms.reconstruction, terms.kl * 1e9, terms.reconstruction - terms.kl * 1e9,
+                                terms.kl_per_dim)
+
+    monkeypatch.setattr(vaelab.training, "elbo", exploding)
+    with pytest.raises(vaelab.runs.TrainingDivergedError, match="training diverged in epoch 1"):
+        fit(small_model(), synthetic_data(), epochs=1, **{**FIT, "beta": 0.0})
+
+
+def test_history_json_is_valid_json_without_a_test_set():
+    history = fit(small_model(), synthetic_data(), epochs=1, **FIT)
+    text = json.dumps(history.to_json(), allow_nan=False)  # raises on NaN
+    assert json.loads(text)["test_elbo"] == [None]
+    assert math.isnan(vaelab.History.from_dict(json.loads(text)).test_elbo[0])
+
+
+def test_two_processes_cannot_train_into_one_checkpoint(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(tmp_path / '.run.ckpt.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+        "print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(vaelab.runs.RunLockedError, match=rf"pid {holder.pid}\) is training into"):
+            fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
+        assert not ckpt.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)  # free again once it ended
+    assert load_checkpoint(ckpt)["epoch"] == 1
+
+
+def test_evaluate_elbo_validates_its_data():
+    model = small_model()
+    grey = synthetic_data()
+    with pytest.raises(ValueError, match="divide by 255"):
+        vaelab.evaluate_elbo(model, ImageData(grey.images * 255, grey.labels, image_shape=(6, 6)))
+    gaussian = build_vae(latent_dim=3, hidden_dim=16, side=6, likelihood="gaussian")
+    images = grey.images.clone()
+    images[3, 4] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        vaelab.evaluate_elbo(gaussian, ImageData(images, grey.labels, image_shape=(6, 6)))
+
+
+def test_adam_is_fused_on_cpu_where_torch_has_it():
+    optimizer = vaelab.training.make_optimizer(small_model(), 1e-3)
+    assert optimizer.defaults["fused"] is True and optimizer.defaults["lr"] == 1e-3
+
+
+def test_the_documented_order_of_random_draws_reproduces_fit_bit_for_bit():
+    """fit's docstring promises which generator draws what, in which order: a loop written from
+    that description alone (Adam from torch, no vaelab trainer code) gives the same weights."""
+    data, test, seed, batch = synthetic_data(n=100), synthetic_data(n=40, seed=5), 3, 32
+    by_fit = small_model()
+    history = fit(by_fit, data, test, epochs=2, batch_size=batch, device="cpu", seed=seed, progress=False)
+
+    model = small_model()
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    test_fixed = test.fixed_binarization(seed)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(2):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), batch):
+            x = torch.bernoulli(data.images[order[start:start + batch]], generator=generator)
+            terms = vaelab.elbo(model, x)
+            adam.zero_grad()
+            (-(terms.reconstruction - terms.kl).mean()).backward()
+            adam.step()
+        with torch.no_grad():
+            model.eval()
+            test_elbo = vaelab.elbo(model, test_fixed.images).elbo.mean().item()
+            model.train()
+    for a, b in zip(by_fit.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert test_elbo == pytest.approx(history.test_elbo[-1], rel=1e-6)

@@ -1,0 +1,538 @@
+"""Everything around ``fit``'s loop that a student need not read: checkpoints, resuming and its
+comparison of runs, RNG state, progress, guards against divergence, messages and locking.
+
+``fit`` (training.py) is the loop: batch, ELBO, backward, Adam step, history. It hands the rest
+to a ``Run``:
+
+* before the first epoch, ``Run`` locks the checkpoint against a second run writing it at the same
+  time, and either seeds the RNGs or resumes: it reads the checkpoint (falling back, loudly, to the
+  previous one kept beside it when the newest is damaged), checks that it holds the *same run*
+  (data, binarization, model, dtype and every fit setting that changes the result; not epochs,
+  device, progress, eval_batch_size or the checkpoint path), and restores model, optimizer,
+  history and every RNG state, so the run continues to the bit-identical result on CPU;
+* after each step it records the loss and checks it for NaN/Inf (in blocks: a check costs a host
+  sync on an accelerator);
+* after each epoch it refuses to keep a diverged model (NaN/Inf weights, or a train ELBO 100 times
+  worse than the untrained model's) and writes the checkpoint atomically, keeping the previous one.
+
+Errors raised here carry two versions of their fix: ``str(err)`` in Python terms (a keyword of
+``fit``) and ``err.cli_message`` in command-line terms (a flag), which the CLI prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import (
+    check_finite_weights,
+    load_checkpoint,
+    previous_checkpoint,
+    restore_model,
+    save_checkpoint,
+    stored_dtype,
+)
+from .messages import notice, user_error
+from .progress import progress_bar
+
+__all__ = [
+    "Run",
+    "TrainingSettings",
+    "TrainingDivergedError",
+    "NonFiniteLossError",
+    "ResumeError",
+    "RunMismatchError",
+    "RunLockedError",
+    "run_identity",
+    "compare_runs",
+    "read_resumable",
+    "checkpoint_lock",
+    "notice",
+    "KL_ESTIMATORS",
+]
+
+KL_ESTIMATORS = ("analytic", "mc")
+DIVERGENCE_FACTOR = 100.0  # a train ELBO this many times worse than the untrained model's is divergence
+
+
+# ----------------------------------------------------------------------------- errors and messages
+
+
+class VaelabRunError(Exception):
+    """An error whose fix reads differently on the command line (``cli_message``)."""
+
+    cli_message: str | None = None
+
+
+class TrainingDivergedError(VaelabRunError, RuntimeError):
+    """Training diverged: the loss or the weights became NaN/Inf, or the ELBO exploded."""
+
+
+class NonFiniteLossError(TrainingDivergedError):
+    """The training loss (or the model's parameters) became NaN or Inf."""
+
+
+class ResumeError(VaelabRunError, ValueError):
+    """A checkpoint cannot be continued (damaged, or ahead of the requested epochs)."""
+
+
+class RunMismatchError(ResumeError):
+    """The checkpoint holds another run. ``differences``: (what, in the file, now) triples."""
+
+    differences: list[tuple[str, Any, Any]]
+    path: Path
+
+
+class RunLockedError(VaelabRunError, RuntimeError):
+    """Another process is training into the same checkpoint."""
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The arguments of ``fit`` that change its result (all are compared on resume)."""
+
+    lr: float = 1e-3
+    batch_size: int = 128
+    beta: float = 1.0
+    kl_warmup_epochs: float = 0.0
+    free_bits: float = 0.0
+    n_samples: int = 1
+    kl: str = "analytic"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "n_samples"):
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("seed", self.seed, low=0, high=2**64 - 1)
+        _check_number("lr", self.lr, positive=True)
+        for name in ("beta", "kl_warmup_epochs", "free_bits"):
+            _check_number(name, getattr(self, name), positive=False)
+        if self.kl not in KL_ESTIMATORS:
+            raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {self.kl!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def kl_weight(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        """beta at 0-based ``step`` of 1-based ``epoch``: rising linearly from 0 over the first
+        kl_warmup_epochs epochs (KL annealing), beta afterwards."""
+        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
+        done = (epoch - 1) * steps_per_epoch + step
+        return self.beta * min(1.0, done / warmup_steps) if warmup_steps else self.beta
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value}.")
+
+
+def _check_number(name: str, value: object, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        expected = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ValueError(f"{name} must be {expected}, got {value}.")
+
+
+# ----------------------------------------------------------------------------- what defines a run
+
+
+def _fingerprint(images: torch.Tensor) -> str:
+    """SHA-256 of the pixels (first 16 hex digits): the same data, the same binarization draw."""
+    data = images.detach().cpu().contiguous()
+    return hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+
+
+def run_identity(model: torch.nn.Module, train: Any, test: Any | None, settings: TrainingSettings) -> dict[str, Any]:
+    """Everything that defines a run, as plain data (stored in the checkpoint, compared on resume).
+
+    train/test: ImageData as fit trains and evaluates on them (the test set already binarized)."""
+    config = getattr(model, "config", None)
+    return {
+        "train_size": len(train),
+        "train_pixels": _fingerprint(train.images),
+        "binarization": train.binarization,
+        "test_size": None if test is None else len(test),
+        "test_pixels": None if test is None else _fingerprint(test.images),
+        "model": config.to_dict()
+        if config is not None
+        else {
+            "class": type(model).__name__,
+            "parameters": {name: list(p.shape) for name, p in model.state_dict().items()},
+        },
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        **settings.to_dict(),
+    }
+
+
+def compare_runs(saved: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, value in the file, value now) for every key whose values differ; model config keys
+    are compared one by one ("model.latent_dim"). Keys absent from an older file are skipped."""
+    differences = []
+    for key, value in now.items():
+        if key not in saved:
+            continue
+        old = saved[key]
+        if key == "model" and isinstance(old, dict) and isinstance(value, dict) and "class" not in value:
+            differences += [
+                (f"model.{k}", old.get(k), value.get(k))
+                for k in sorted(set(old) | set(value))
+                if old.get(k) != value.get(k)
+            ]
+        elif old != value:
+            differences.append((key, old, value))
+    return differences
+
+
+def _saved_identity(state: dict[str, Any]) -> dict[str, Any]:
+    """The identity a checkpoint records (files of older vaelab versions: their settings, config
+    and data size as far as they recorded them)."""
+    if "run" in state:
+        return state["run"]
+    legacy = dict(state.get("settings", {}))
+    if state.get("config"):
+        legacy["model"] = state["config"]
+    return legacy
+
+
+def _describe(key: str, value: Any) -> str:
+    if key in ("train_pixels", "test_pixels") and isinstance(value, str):
+        return f"{key}=sha256:{value}"
+    return f"{key}={value!r}"
+
+
+# ----------------------------------------------------------------------------- reading a checkpoint
+
+
+def read_resumable(path: Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
+    """The checkpoint to resume from: ``path``, or, when it is damaged (or missing beside a kept
+    previous one), the previous checkpoint ``path.prev``. Returns (state, the file it came from),
+    or None when neither exists. Reads only; raises ResumeError when nothing usable is left."""
+    previous = previous_checkpoint(path)
+    if not path.exists() and not previous.exists():
+        return None
+    try:
+        state = load_checkpoint(path, map_location=map_location)
+        check_finite_weights(path, state)
+        return state, path
+    except FileNotFoundError:
+        problem = f"{path} is missing"
+    except ValueError as err:
+        problem = str(err).rstrip(".")
+    if previous.is_file():
+        try:
+            state = load_checkpoint(previous, map_location=map_location)
+            check_finite_weights(previous, state)
+            return state, previous
+        except ValueError as err:
+            problem += f", and the previous one is unusable too ({err})"
+    raise user_error(
+        ResumeError,
+        f"cannot resume: {problem}; start over with resume=False (the damaged file is replaced) or "
+        "give another checkpoint path.",
+        f"cannot resume: {problem}; start over with --restart (the damaged file is replaced) or choose another --out.",
+    )
+
+
+# ----------------------------------------------------------------------------- locking
+
+
+_held: dict[str, list] = {}  # lock file -> [fd, count]: the locks this process holds
+
+
+class checkpoint_lock:
+    """Context manager: an exclusive lock on ``.NAME.lock`` beside the checkpoint (released when
+    the process ends, even by SIGKILL). Re-entrant within a process; a second process gets
+    RunLockedError at once. Where fcntl is missing (Windows) nothing is locked."""
+
+    def __init__(self, path: Path | None):
+        self.file = None if path is None else str(path.with_name(f".{path.name}.lock"))
+
+    def __enter__(self) -> checkpoint_lock:
+        if self.file is None:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            self.file = None
+            return self
+        if self.file in _held:
+            _held[self.file][1] += 1
+            return self
+        Path(self.file).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            checkpoint = self.file.replace(".lock", "").replace(os.sep + ".", os.sep)
+            raise user_error(
+                RunLockedError,
+                f"another process (pid {owner}) is training into {checkpoint} right now; wait for it to "
+                "finish, or give this run another checkpoint path.",
+                f"another vaelab run (pid {owner}) is writing into {Path(checkpoint).parent} right now; "
+                "wait for it to finish, or choose another --out.",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _held[self.file] = [fd, 1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is None or self.file not in _held:
+            return
+        _held[self.file][1] -= 1
+        if _held[self.file][1] == 0:
+            fd = _held.pop(self.file)[0]
+            os.close(fd)  # closing releases the flock
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["data"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class Run:
+    """The conveniences of one ``fit`` call; see the module docstring. Use as a context manager:
+    entering locks, resumes or seeds, and opens the progress bar; leaving closes and unlocks."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train: Any,
+        test: Any | None,
+        settings: TrainingSettings,
+        history: Any,
+        *,
+        epochs: int,
+        checkpoint: str | os.PathLike | None,
+        resume: bool,
+        progress: bool | None,
+    ):
+        self.model, self.optimizer, self.settings, self.history = model, optimizer, settings, history
+        self.train, self.test = train, test
+        self.epochs_wanted = epochs
+        self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
+        self.resume, self.progress = resume, progress
+        self.device = next(model.parameters()).device
+        self.generator = torch.Generator(device=self.device)  # the data's RNG: shuffles and binarization
+        self.steps_per_epoch = -(-len(train) // settings.batch_size)
+        self.start_epoch = 0
+        self.saved_epoch: int | None = None  # the epoch of the checkpoint this run wrote or resumed from
+        self.reference_loss: float | None = None  # the untrained model's loss, for the divergence check
+        self.identity: dict[str, Any] | None = None
+        self._lock = checkpoint_lock(self.checkpoint)
+        # checking isfinite costs a few small ops (and, on an accelerator, a host sync), so the
+        # per-step losses are checked in blocks; the error still names the first bad step
+        self._check_every = 10 if self.device.type == "cpu" else 50
+
+    # -- entering and leaving
+
+    def __enter__(self) -> Run:
+        self._lock.__enter__()
+        try:
+            found = None
+            if self.checkpoint is not None:
+                self.identity = run_identity(self.model, self.train, self.test, self.settings)
+                if self.resume:
+                    found = read_resumable(self.checkpoint, map_location=self.device)
+            if found is not None:
+                self._resume(*found)
+            else:
+                torch.manual_seed(self.settings.seed)
+                self.generator.manual_seed(self.settings.seed)
+            self.bar = progress_bar(
+                total=(self.epochs_wanted - self.start_epoch) * self.steps_per_epoch,
+                unit="step",
+                enabled=self.progress,
+                desc="training",
+            )
+        except BaseException:
+            self._lock.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.bar.close()
+        finally:
+            self._lock.__exit__()
+
+    def _resume(self, state: dict[str, Any], source: Path) -> None:
+        path = self.checkpoint
+        assert path is not None and self.identity is not None
+        differences = compare_runs(_saved_identity(state), self.identity)
+        if differences:
+            listing = "; ".join(
+                f"{_describe(k, old)} in the file but {_describe(k, new)} now" for k, old, new in differences
+            )
+            err = user_error(
+                RunMismatchError,
+                f"cannot resume from {source}: it holds another run ({listing}); pass the same data, "
+                "model and settings to continue it, or resume=False or another checkpoint path to "
+                "start over.",
+            )
+            err.differences, err.path = differences, source  # type: ignore[attr-defined]
+            raise err
+        saved_epoch = int(state["epoch"])
+        if saved_epoch > self.epochs_wanted:
+            raise user_error(
+                ResumeError,
+                f"{source} already holds {saved_epoch} epochs, more than epochs={self.epochs_wanted}; "
+                f"pass epochs={saved_epoch} or more to continue it, or resume=False to start over.",
+                f"{source} already holds {saved_epoch} epochs, more than --epochs {self.epochs_wanted}; "
+                f"pass --epochs {saved_epoch} or more to continue it, or --restart to start over.",
+            )
+        if source != path:
+            damaged = path.with_name(path.name + ".damaged")
+            if path.exists():
+                os.replace(path, damaged)
+            save_checkpoint(path, {k: v for k, v in state.items() if k != "format"})
+            notice(
+                f"{path} was damaged or missing; resuming from the previous checkpoint {source} "
+                f"(epoch {saved_epoch}){f', the damaged file is kept as {damaged}' if damaged.exists() else ''}."
+            )
+        if saved_epoch == self.epochs_wanted:
+            notice(
+                f"nothing left to train: {path} already holds {saved_epoch} epochs (epochs={self.epochs_wanted}); "
+                "returning its history. Ask for more epochs to train on, or resume=False to start over."
+            )
+        restore_model(self.model, state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history.extend(state["history"])
+        self.start_epoch = self.saved_epoch = saved_epoch
+        self.reference_loss = state.get("reference_loss")
+        _set_rng_state(state["rng"], self.generator)
+
+    # -- the loop's calls
+
+    def epochs(self) -> Iterator[int]:
+        """The epochs left to train (1-based), each one timed."""
+        for epoch in range(self.start_epoch + 1, self.epochs_wanted + 1):
+            self._tic = time.perf_counter()
+            # per step: loss, sum of reconstruction, sum of kl (one small kernel each, written in place)
+            self._record = torch.zeros(self.steps_per_epoch, 3, device=self.device)
+            self._checked = 0
+            yield epoch
+
+    def kl_weight(self, epoch: int, step: int) -> float:
+        return self.settings.kl_weight(epoch, step, self.steps_per_epoch)
+
+    def record_step(self, epoch: int, step: int, loss: torch.Tensor, terms: Any) -> None:
+        """Keep the step's loss and the sums of its reconstruction and KL terms; stop on NaN/Inf."""
+        with torch.no_grad():
+            torch.stack((loss.detach(), terms.reconstruction.sum(), terms.kl.sum()), out=self._record[step])
+        if self.reference_loss is None:
+            self.reference_loss = loss.item()
+        if (step + 1) % self._check_every == 0 or step + 1 == self.steps_per_epoch:
+            self._check_losses(self._checked, step + 1, epoch)
+            self._checked = step + 1
+        self.bar.update(1)
+
+    def epoch_means(self) -> tuple[float, float]:
+        """Mean reconstruction term and mean KL of the epoch, nats per image."""
+        reconstruction, kl = (self._record[:, 1:].sum(0) / len(self.train)).tolist()
+        return reconstruction, kl
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._tic
+
+    def end_epoch(self, epoch: int) -> None:
+        """After the history holds the epoch: refuse a diverged model, then write the checkpoint."""
+        train_elbo, test_elbo = self.history.train_elbo[-1], self.history.test_elbo[-1]
+        self.bar.set_postfix(epoch=epoch, train_elbo=f"{train_elbo:.1f}", test_elbo=f"{test_elbo:.1f}")
+        # a finite last loss does not prove the last Adam step left finite weights
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise self._diverged(
+                NonFiniteLossError, f"the model's parameters became NaN or Inf at the end of epoch {epoch}"
+            )
+        pixels = self.train.images.shape[1]
+        limit = DIVERGENCE_FACTOR * max(abs(self.reference_loss or 0.0), pixels)
+        if not (math.isfinite(train_elbo) and train_elbo > -limit) or (
+            self.test is not None and not -limit < test_elbo < math.inf
+        ):
+            raise self._diverged(
+                TrainingDivergedError,
+                f"training diverged in epoch {epoch}: the train ELBO is "
+                f"{train_elbo:.4g} and the test ELBO {test_elbo:.4g} nats per image, against "
+                f"{-(self.reference_loss or 0.0):.4g} for the untrained model",
+            )
+        if self.checkpoint is not None:
+            save_checkpoint(
+                self.checkpoint,
+                {
+                    "config": self.model.config.to_dict() if getattr(self.model, "config", None) else None,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "epoch": epoch,
+                    "history": self.history.to_dict(),
+                    "rng": _rng_state(self.generator),
+                    "settings": {**self.settings.to_dict(), "binarization": self.train.binarization},
+                    "run": self.identity,
+                    "reference_loss": self.reference_loss,
+                    "dtype": str(stored_dtype({"model": self.model.state_dict()})).replace("torch.", ""),
+                },
+                keep_previous=True,
+            )
+            self.saved_epoch = epoch
+
+    # -- divergence
+
+    def _check_losses(self, start: int, stop: int, epoch: int) -> None:
+        """Raise NonFiniteLossError if a loss of steps start..stop-1 (0-based) is NaN or Inf."""
+        finite = torch.isfinite(self._record[start:stop, 0])
+        if bool(finite.all()):
+            return
+        step = start + int((~finite).nonzero()[0]) + 1
+        value = self._record[step - 1, 0].item()
+        raise self._diverged(NonFiniteLossError, f"the training loss became {value} at epoch {epoch}, step {step}")
+
+    def _diverged(self, cls: type[Exception], what: str) -> Exception:
+        lr = self.settings.lr
+        path, saved = self.checkpoint, self.saved_epoch
+        if path is not None and saved is not None:
+            last = f"the last good checkpoint is {path} (written after epoch {saved})"
+        elif path is not None and path.exists():
+            last = f"no checkpoint was written yet by this run (a file already at {path} is not from it)"
+        elif path is not None:
+            last = "no checkpoint was written yet"
+        else:
+            last = "no checkpoint was written yet (pass checkpoint=... to keep one)"
+        return user_error(
+            cls,
+            f"{what}; {last}; start again with a lower learning rate than lr={lr} "
+            "(resume=False, or another checkpoint path).",
+            f"{what}; {last.replace(' (pass checkpoint=... to keep one)', '')}; start again with a lower "
+            f"learning rate than --lr {lr} (add --restart, or choose another --out).",
+        )
