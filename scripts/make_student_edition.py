@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Make the student edition of the book (or of single notebooks) from the instructor sources.
+"""Make the student edition of the book from the instructor sources.
 
-The instructor notebooks are the one source of truth. The student edition differs in three ways:
+The instructor notebooks are the one source of truth. The student edition of the BOOK differs in
+these ways:
 
 * code cells tagged ``solution`` become stubs: every function keeps its signature and docstring,
   its body becomes ``raise NotImplementedError(...)``; imports stay; an assignment keeps its
@@ -15,13 +16,15 @@ The instructor notebooks are the one source of truth. The student edition differ
 * the outputs of the solution cells, and of every cell that uses a name they define or calls a
   check (``check_...``), are cleared, so no stored output gives an answer away.
 
+Homework handed out as single notebooks is Otter-Grader's job, not this script's: the homework
+template is in Otter's format, and ``python scripts/assign_homework.py`` runs ``otter assign``,
+which makes the student notebook and the autograder (see the README's section for teachers).
+
 Usage:
     python scripts/make_student_edition.py --out DIR
-        The whole book: DIR gets _config.yml (with ``hide_solutions: true`` and execution off,
-        since the stubs cannot run), _toc.yml, references.bib and book/ transformed.
-        Then ``jupyter-book build DIR`` builds the student book.
-    python scripts/make_student_edition.py book/homework_template.ipynb --out homework.ipynb
-        Single notebooks: OUT is a file for one notebook, or a directory.
+        DIR gets _config.yml (with ``hide_solutions: true`` and execution off, since the stubs
+        cannot run), _toc.yml, references.bib and book/ transformed.
+        Then ``jupyter-book build DIR`` builds the student book (``make student-book`` does both).
 
 An existing DIR is replaced only if an earlier run of this script made it.
 """
@@ -115,20 +118,23 @@ def _stub_function(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str
     """The source lines of ``node`` with its body replaced by a NotImplementedError."""
     first = _start(node) - 1
     body = node.body
-    has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-               and isinstance(body[0].value.value, str))
+    has_doc = (
+        isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
     if body[0].lineno == node.lineno:  # def f(x): return x  (body on the header line)
-        header = lines[first:node.lineno]
+        header = lines[first : node.lineno]
         colon = header[-1].rfind(":", 0, body[0].col_offset + 1)
-        header[-1] = header[-1][:colon + 1]
+        header[-1] = header[-1][: colon + 1]
         indent = " " * (node.col_offset + 4)
         kept = header
     else:
-        header = lines[first:_start(body[0]) - 1]
+        header = lines[first : _start(body[0]) - 1]
         while header and header[-1].strip().startswith("#") or header and not header[-1].strip():
             header.pop()  # comments between the signature and the body may hold hints of the solution
-        indent = lines[body[0].lineno - 1][:body[0].col_offset]
-        kept = header + (lines[body[0].lineno - 1:body[0].end_lineno] if has_doc else [])
+        indent = lines[body[0].lineno - 1][: body[0].col_offset]
+        kept = header + (lines[body[0].lineno - 1 : body[0].end_lineno] if has_doc else [])
     return kept + [f'{indent}raise NotImplementedError("{STUB_MESSAGE}")']
 
 
@@ -139,16 +145,16 @@ def _stub_statements(nodes: Iterable[ast.stmt], lines: list[str], indent: str) -
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             chunks.append((True, _stub_function(node, lines)))
         elif isinstance(node, ast.ClassDef):
-            chunk = lines[_start(node) - 1:_start(node.body[0]) - 1]
+            chunk = lines[_start(node) - 1 : _start(node.body[0]) - 1]
             doc = node.body[0]
             if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
-                chunk += lines[doc.lineno - 1:doc.end_lineno]
+                chunk += lines[doc.lineno - 1 : doc.end_lineno]
             inner = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
             sub = " " * (node.col_offset + 4)
             chunk += (_stub_statements(inner, lines, sub) or f"{sub}pass").split("\n")
             chunks.append((True, chunk))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            chunks.append((False, lines[node.lineno - 1:node.end_lineno]))
+            chunks.append((False, lines[node.lineno - 1 : node.end_lineno]))
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names = " = ".join(ast.unparse(t) for t in targets)
@@ -209,8 +215,11 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if is_solution(cell):
             solution_names |= defined_names(cell.source)
-    uses = re.compile(r"\b(check_\w+|" + "|".join(map(re.escape, sorted(solution_names))) + r")\b"
-                      if solution_names else r"\bcheck_\w+\b")
+    uses = re.compile(
+        r"\b(check_\w+|" + "|".join(map(re.escape, sorted(solution_names))) + r")\b"
+        if solution_names
+        else r"\bcheck_\w+\b"
+    )
     cells = []
     in_gated = False
     for cell in nb.cells:
@@ -251,9 +260,11 @@ def student_config(text: str) -> str:
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     sphinx = config.setdefault("sphinx", {})
     sphinx.setdefault("config", {})["hide_solutions"] = True
-    header = ("# Generated by scripts/make_student_edition.py from the instructor edition; do not edit.\n"
-              "# Solutions are removed and hidden; notebooks are not executed (the stubs raise\n"
-              "# NotImplementedError), so the stored outputs of the other cells are shown.\n")
+    header = (
+        "# Generated by scripts/make_student_edition.py from the instructor edition; do not edit.\n"
+        "# Solutions are removed and hidden; notebooks are not executed (the stubs raise\n"
+        "# NotImplementedError), so the stored outputs of the other cells are shown.\n"
+    )
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
@@ -262,8 +273,10 @@ def _prepare_out(out: Path) -> None:
         if not out.is_dir():
             raise SystemExit(f"--out {out} exists and is not a directory; choose a new directory.")
         if any(out.iterdir()) and not (out / MARKER).exists():
-            raise SystemExit(f"--out {out} is a non-empty directory that this script did not make; "
-                             "refusing to overwrite it. Choose a new or empty directory.")
+            raise SystemExit(
+                f"--out {out} is a non-empty directory that this script did not make; "
+                "refusing to overwrite it. Choose a new or empty directory."
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / MARKER).write_text("made by scripts/make_student_edition.py; replaced on every run\n")
@@ -301,29 +314,18 @@ def make_book(root: Path, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="instructor notebooks to convert (default: the whole book)")
-    parser.add_argument("--out", "-o", type=Path, required=True,
-                        help="output directory (whole book), or file/directory (single notebooks)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Single homework notebooks: python scripts/assign_homework.py (Otter-Grader).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", "-o", type=Path, required=True, help="output directory of the student book's sources")
     parser.add_argument("--root", type=Path, default=ROOT, help="the book's checkout (default: %(default)s)")
     args = parser.parse_args(argv)
-    if not args.notebooks:
-        made = make_book(args.root, args.out)
-        print(f"student edition of {len(made)} notebooks written to {args.out}; "
-              f"build it with: jupyter-book build {args.out}")
-        return 0
-    for src in args.notebooks:
-        if not src.is_file():
-            parser.error(f"{src} is not a file")
-    if len(args.notebooks) == 1 and args.out.suffix == ".ipynb":
-        convert_notebook(args.notebooks[0], args.out)
-        print(f"student version written to {args.out}")
-        return 0
-    for src in args.notebooks:
-        convert_notebook(src, args.out / src.name)
-    print(f"student versions of {len(args.notebooks)} notebooks written to {args.out}")
+    made = make_book(args.root, args.out)
+    print(
+        f"student edition of {len(made)} notebooks written to {args.out}; build it with: jupyter-book build {args.out}"
+    )
     return 0
 
 

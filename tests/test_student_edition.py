@@ -214,8 +214,18 @@ def test_book_edition_hides_solutions_and_turns_execution_off(tmp_path):
         mse.make_book(ROOT, ROOT / "book" / "x")
 
 
-def test_command_line_converts_a_single_notebook(tmp_path):
-    src = tmp_path / "in.ipynb"
-    nbformat.write(synthetic_notebook(), src)
-    assert mse.main([str(src), "--out", str(tmp_path / "out.ipynb")]) == 0
-    assert "SECRET" not in text_of(nbformat.read(tmp_path / "out.ipynb", as_version=4))
+def test_command_line_makes_the_book_edition_and_leaves_homework_to_otter(tmp_path, capsys):
+    out = tmp_path / "student"
+    assert mse.main(["--out", str(out)]) == 0
+    assert "jupyter-book build" in capsys.readouterr().out
+    homework = nbformat.read(out / "book" / "homework_template.ipynb", as_version=4)
+    text = "\n".join(c.source for c in homework.cells)
+    assert "For teachers" not in text and "{solution}" not in text
+    stubs = [c.source for c in homework.cells if "solution" in c.metadata.get("tags", [])]
+    assert len(stubs) == 6
+    for stub in stubs:  # Otter's solution markers go with the body; the stub is what Otter's student gets
+        assert "BEGIN SOLUTION" not in stub and "END SOLUTION" not in stub
+        assert stub.rstrip().endswith('raise NotImplementedError("your code here")')
+    # single notebooks are Otter's job now (scripts/assign_homework.py): the script takes none
+    with pytest.raises(SystemExit):
+        mse.main([str(ROOT / "book" / "homework_template.ipynb"), "--out", str(tmp_path / "hw.ipynb")])
