@@ -14,7 +14,7 @@ Usage:
     python scripts/assign_homework.py book/homework_template.ipynb _build/homework [--no-run-tests]
 
 Grade a submission without Docker (as Gradescope would, in this environment):
-    otter run -a _build/homework/autograder/vae-homework-autograder_*.zip -o results/ submission.ipynb
+    otter run -a _build/homework/autograder/homework_template-autograder_*.zip -o results/ submission.ipynb
 """
 
 from __future__ import annotations
