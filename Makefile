@@ -34,8 +34,16 @@ student-book: $(STAMP)
 	$(BIN)/jupyter-book build _build_student/src -W -n --keep-going
 
 ## Every test: vaelab's unit tests, the book build, the browser tests and nbval on every chapter.
+## The browser tests need Chromium: scripts/install_chromium.sh installs it (apt-get, as root, as .ci/run
+## does) or stops with the exact command to get it. `make test BROWSER=0` leaves the browser tests out.
 test: $(STAMP)
+ifeq ($(BROWSER),0)
+	@echo "make test BROWSER=0: the browser tests (tests/test_browser.py) are left out of this run."
+	CI=1 VAELAB_QUICK=1 $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider -m "not browser"
+else
+	PYTHON=$(BIN)/python bash scripts/install_chromium.sh --require
 	CI=1 VAELAB_QUICK=1 $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider
+endif
 
 ## Unit tests only (no MNIST training, no notebooks, no book).
 test-fast: $(STAMP)
