@@ -103,6 +103,7 @@ def assignment(tmp_path_factory):
     return out, zip_path
 
 
+@pytest.mark.slow
 def test_autograder_zip_carries_the_tests_and_vaelab_as_a_wheel(assignment):
     import vaelab
 
@@ -117,6 +118,7 @@ def test_autograder_zip_carries_the_tests_and_vaelab_as_a_wheel(assignment):
     assert f"/autograder/source/files/vaelab_wheel/{wheel}" in pip
 
 
+@pytest.mark.slow
 def test_student_notebook_has_stubs_and_checks_but_no_solutions(assignment):
     out, _ = assignment
     student = nbformat.read(out / "student" / TEMPLATE.name, as_version=4)
