@@ -145,7 +145,8 @@ def test_workflow_commands_are_the_makefiles():
         assert setup["with"]["cache"] == "pip"
         job = next(iter(workflow["jobs"].values()))
         cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache"))
-        assert cache["with"]["path"] == job["env"]["VAELAB_DATA"]
+        data = cache["with"]["path"].replace("~", "$HOME", 1)
+        assert f'echo "VAELAB_DATA={data}" >> "$GITHUB_ENV"' in [s.get("run", "").strip() for s in job["steps"]]
 
 
 # ----------------------------------------------------------------------------- the repository URL
