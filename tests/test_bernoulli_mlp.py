@@ -2,12 +2,13 @@
 against torch.distributions and against vaelab's general path."""
 
 import copy
+from unittest import mock
 
 import pytest
 import torch
 from torch.distributions import Bernoulli
 
-from vaelab import MLPDecoder, build_vae, iwae_bound, log_likelihood_estimate
+from vaelab import MLPDecoder, bernoulli_mlp, build_vae, iwae_bound, log_likelihood_estimate
 from vaelab.bernoulli_mlp import BernoulliMLPLogLikelihood, applies_to
 
 
@@ -84,27 +85,31 @@ def test_buffers_are_reused_for_smaller_and_regrown_for_larger_chunks():
             torch.testing.assert_close(evaluate(z).double(), _reference(decoder, x, z), rtol=1e-5, atol=1e-4)
 
 
-def test_iwae_bound_without_gradients_takes_the_shortcut_and_agrees():
-    """Same seed, same noise: the shortcut (no_grad) and the general path (grad enabled) give the same
-    L_k, for the default chunk size and for a small one that leaves a remainder."""
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_log_likelihood_estimate_takes_the_shortcut_and_agrees_with_iwae_bound(chunk_size):
+    """log_likelihood_estimate uses the shortcut for the MLP/Bernoulli pair, and on the same noise (one
+    generator, batches of 4, 4 and 1, a chunk size that leaves a remainder) it equals iwae_bound, the
+    formula as written, evaluated with autograd on."""
     torch.manual_seed(0)
     model = build_vae(latent_dim=4, hidden_dim=32)
     with torch.no_grad():
         model.decoder.out.weight.mul_(4)
     x = (torch.rand(9, 784, generator=torch.Generator().manual_seed(2)) > 0.7).float()
-    for chunk_size in (None, 7):
-        torch.manual_seed(5)
-        general = iwae_bound(model, x, k=40, chunk_size=chunk_size)
-        assert general.requires_grad  # the general path, with autograd
-        with torch.no_grad():
-            torch.manual_seed(5)
-            fast = iwae_bound(model, x, k=40, chunk_size=chunk_size)
-        torch.testing.assert_close(fast, general.detach(), rtol=1e-5, atol=1e-3)
-    torch.manual_seed(5)
-    estimate = log_likelihood_estimate(model, x, k=40, batch_size=4)  # batches of 4, 4 and 1, shortcut
-    torch.manual_seed(5)
-    per_batch = torch.cat([iwae_bound(model, x[i:i + 4], k=40).detach() for i in (0, 4, 8)])  # general path
-    torch.testing.assert_close(estimate, per_batch, rtol=1e-5, atol=1e-3)
+    calls = []
+    original = bernoulli_mlp.BernoulliMLPLogLikelihood.__call__
+
+    def counting(self, z):
+        calls.append(z.shape[0])
+        return original(self, z)
+
+    with mock.patch.object(bernoulli_mlp.BernoulliMLPLogLikelihood, "__call__", counting):
+        estimate = log_likelihood_estimate(model, x, k=40, batch_size=4, chunk_size=chunk_size,
+                                           generator=torch.Generator().manual_seed(5))
+    assert sum(calls) == 3 * 40  # every sample of the three batches went through the shortcut
+    g = torch.Generator().manual_seed(5)
+    general = [iwae_bound(model, x[i:i + 4], k=40, chunk_size=chunk_size or 40, generator=g) for i in (0, 4, 8)]
+    assert general[0].requires_grad  # the general path, with autograd
+    torch.testing.assert_close(estimate, torch.cat(general).detach(), rtol=1e-5, atol=1e-3)
 
 
 def test_with_gradients_enabled_it_refuses_and_names_the_fix():

@@ -1,6 +1,7 @@
 """ELBO <= L_k <= log p(x) on the linear-Gaussian model, where log p(x) is known exactly."""
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -94,18 +95,51 @@ def test_iwae_bound_increases_with_k_toward_log_px(model, rough_encoder):
     assert log_px.item() - means[-1] < 0.25 * (log_px.item() - means[0])
 
 
-def test_chunked_estimate_equals_unchunked(model, rough_encoder):
+class FixedNoise:
+    """Stands in for vaelab.recognition.reparameterize: serves the rows of one fixed eps tensor in order, so
+    that runs with different chunk sizes use the same k samples."""
+
+    def __init__(self, eps):
+        self.eps, self.used = eps, 0
+
+    def __call__(self, mu, logvar, n_samples=None, generator=None):
+        chunk = self.eps[self.used:self.used + n_samples]
+        self.used += n_samples
+        return mu + torch.exp(0.5 * logvar) * chunk
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 299])
+def test_chunked_bound_equals_unchunked_on_the_same_noise(model, rough_encoder, chunk):
+    """Chunking is exact: iwae_bound and log_likelihood_estimate in chunks of 1..299 samples equal one chunk of
+    all k = 300 on the same noise, and the unchunked value equals a log-mean-exp computed with
+    torch.distributions from that noise."""
     vae = model.vae(rough_encoder)
     x = model.sample(7, generator=torch.Generator().manual_seed(6))
-    torch.manual_seed(9)
-    whole = iwae_bound(vae, x, k=300, chunk_size=300)
-    torch.manual_seed(9)
-    chunked = iwae_bound(vae, x, k=300, chunk_size=300)
-    torch.testing.assert_close(whole, chunked)
-    torch.manual_seed(9)
-    # different chunking draws the same noise stream in the same order only for equal chunks,
-    # so compare statistically: the log-likelihood estimate with k=5000 is close to log p(x)
-    estimate = log_likelihood_estimate(vae, x, k=5000, batch_size=3, chunk_size=700)
+    eps = torch.randn(300, 7, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    results = {}
+    for name, size in (("whole", 300), ("chunked", chunk)):
+        noise = FixedNoise(eps)
+        with torch.no_grad(), mock.patch("vaelab.recognition.reparameterize", noise):
+            results[name] = iwae_bound(vae, x, k=300, chunk_size=size)
+        assert noise.used == 300
+    torch.testing.assert_close(results["chunked"], results["whole"], rtol=1e-13, atol=1e-12)
+    noise = FixedNoise(eps)
+    with mock.patch("vaelab.recognition.reparameterize", noise):
+        estimate = log_likelihood_estimate(vae, x, k=300, batch_size=7, chunk_size=chunk)
+    torch.testing.assert_close(estimate, results["whole"], rtol=1e-13, atol=1e-12)
+    with torch.no_grad():
+        mu, logvar = vae.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        log_w = (Normal(z @ model.weight.T + model.bias, math.sqrt(model.sigma2)).log_prob(x).sum(-1)
+                 + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1))
+    torch.testing.assert_close(results["whole"], torch.logsumexp(log_w, 0) - math.log(300), rtol=1e-12, atol=1e-10)
+
+
+def test_log_likelihood_estimate_with_large_k_is_close_to_log_px(model, rough_encoder):
+    vae = model.vae(rough_encoder)
+    x = model.sample(7, generator=torch.Generator().manual_seed(6))
+    estimate = log_likelihood_estimate(vae, x, k=5000, batch_size=3, chunk_size=700,
+                                       generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(estimate, model.log_marginal(x), rtol=0, atol=0.05)
 
 

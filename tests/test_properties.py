@@ -40,10 +40,11 @@ SLOW_PROPERTY = settings(max_examples=30, deadline=None, derandomize=True,
                          suppress_health_check=[HealthCheck.too_slow])
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-# LinearGaussianModel.vae() copies W, b and log sigma^2 into modules created in float32 before
-# moving them to float64, so its float64 models hold them to float32 precision (about 1e-8
-# relative): comparisons with the exact log p(x) allow for that.
-SIGMA_ROUNDING = 1e-6
+# LinearGaussianModel.vae() holds W, b and log sigma^2 exactly in float64, so vaelab's bounds with the
+# exact posterior equal the exact log p(x) to float64 rounding (measured over 120 problems with offsets up to
+# 1e4: at most 1e-15 relative, 3e-7 nats). The tolerance allows 1000 times that relative error, so an error
+# of 1e-9 relative (one wrong digit of log 2 pi, a float32 round trip) fails.
+SIGMA_ROUNDING = 1e-12
 
 shapes = st.tuples(st.integers(1, 6), st.integers(1, 8))  # (batch, latent_dim)
 
@@ -174,7 +175,7 @@ def test_elbo_below_importance_weighted_bound_below_exact_log_px(problem):
                           MultivariateNormal(post_mean[i], post_cov)) for i in range(len(x))])
         torch.testing.assert_close(log_px - exact_elbo, gap, rtol=1e-7, atol=1e-9)
         assert (exact_elbo <= log_px + 1e-12).all()
-        slack = SIGMA_ROUNDING * log_px.abs()  # vaelab's sigma^2 vs the exact one
+        slack = SIGMA_ROUNDING * log_px.abs()  # float64 rounding
 
         # vaelab's one-sample ELBO estimates average to the exact ELBO
         n = 2000
@@ -247,12 +248,12 @@ def test_chunked_bound_equals_a_high_precision_log_mean_exp_of_the_same_weights(
         used[0] += n_samples
         return mu + torch.exp(0.5 * logvar) * chunk_eps
 
-    with torch.no_grad(), mock.patch.object(vaelab.objectives, "reparameterize", fixed_noise):
+    with torch.no_grad(), mock.patch("vaelab.recognition.reparameterize", fixed_noise):
         bound = iwae_bound(model, x, k, chunk_size=chunk).item()
         mu, logvar = model.encode(x)
     assert used[0] == k
     z = mu + torch.exp(0.5 * logvar) * eps  # (k, 1, 2)
-    # the W, b and sigma the model holds (float32-rounded, see SIGMA_ROUNDING)
+    # the W, b and sigma the model holds
     weight, bias = model.decoder.linear.weight, model.decoder.linear.bias
     sigma = torch.exp(0.5 * model.likelihood.logvar.double())
     log_w = (Normal(z @ weight.T + bias, sigma).log_prob(x).sum(-1)

@@ -44,7 +44,20 @@ def test_generator_makes_samples_reproducible():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("n", [0, -1])
-def test_rejects_nonpositive_sample_count(n):
-    with pytest.raises(ValueError, match="n_samples"):
-        reparameterize(torch.zeros(1, 1), torch.zeros(1, 1), n)
+def test_posterior_object_samples_and_log_prob_match_torch_distributions():
+    """q(z|x) as DiagonalGaussian: rsample is mu + sigma * eps with the generator's eps, and log_prob is
+    Independent(Normal(mu, sigma), 1).log_prob."""
+    from torch.distributions import Independent, Normal
+
+    from vaelab.recognition import DiagonalGaussian
+
+    g = torch.Generator().manual_seed(2)
+    mu = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    logvar = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    q = DiagonalGaussian(mu, logvar)
+    z = q.rsample(5, generator=torch.Generator().manual_seed(7))
+    eps = torch.randn(5, 3, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    sigma = torch.exp(0.5 * logvar)
+    torch.testing.assert_close(z, mu + sigma * eps, rtol=0, atol=0)
+    reference = Independent(Normal(mu, sigma), 1)
+    torch.testing.assert_close(q.log_prob(z), reference.log_prob(z), rtol=1e-12, atol=1e-12)

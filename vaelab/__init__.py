@@ -1,11 +1,16 @@
 """vaelab: the companion package of the book "Variational Autoencoders, executable".
 
-The modules follow the book's vocabulary: ``prior`` p(z), ``recognition`` q(z|x),
-``generative`` decoders and ``likelihoods`` p(x|z), ``reparameterize``, ``kl``,
-``objectives`` (ELBO, importance-weighted bound; ``bernoulli_mlp`` is its fast, exact
-log p(x|z) for the MLP decoder with a Bernoulli likelihood), ``linear_gaussian`` (the exact model),
-``data`` (MNIST), ``training`` (fit), ``checkpoint``, ``diagnostics``, ``plots`` and
-``checks`` (homework checks).
+The model and its objective read in four files, in this order: ``recognition`` (q(z|x): the encoders,
+the reparameterization trick, log q and its closed-form KL to the prior), ``generative`` (p(z), the
+decoders and the likelihoods p(x|z)), ``model`` (the VAE that holds them) and ``objectives`` (the ELBO,
+the importance-weighted bound L_k, the training loss). ``prior``, ``likelihoods``, ``reparameterize``
+and ``kl`` keep the book's names importable (``kl`` adds the Monte Carlo KL).
+
+Around them: ``evaluation`` (log p(x) over a data set, with the fast, exact shortcut of
+``bernoulli_mlp`` for the MLP decoder with a Bernoulli likelihood), ``validation`` (the checks of
+the public entry points), ``linear_gaussian`` (the exact model), ``data`` (MNIST), ``training``
+(fit), ``checkpoint``, ``diagnostics``, ``plots``, ``gradients``, ``autoencoder`` and ``checks``
+(homework checks).
 """
 
 from __future__ import annotations
@@ -14,20 +19,14 @@ from .checkpoint import load_checkpoint, load_model, restore_model, save_checkpo
 from .data import DATA_ENV, ImageData, data_root, load_mnist, verify_mnist_files
 from .devices import resolve_device
 from .diagnostics import encode_dataset, latent_summary, rate_distortion
+from .evaluation import log_likelihood_estimate
 from .generative import ConvDecoder, MLPDecoder
 from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension, kl_standard_normal
 from .likelihoods import BernoulliLikelihood, GaussianLikelihood, bernoulli_log_prob, gaussian_log_prob
 from .linear_gaussian import AffineEncoder, LinearGaussianModel
 from .model import VAE, VAEConfig, build_vae
 from .notebook import quick_mode, setup
-from .objectives import (
-    ELBOTerms,
-    elbo,
-    iwae_bound,
-    log_importance_weights,
-    log_likelihood_estimate,
-    training_loss,
-)
+from .objectives import ELBOTerms, elbo, iwae_bound, log_importance_weights, training_loss
 from .prior import StandardNormalPrior, standard_normal_log_prob
 from .recognition import ConvEncoder, MLPEncoder
 from .reparameterize import reparameterize

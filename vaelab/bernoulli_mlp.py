@@ -1,4 +1,4 @@
-"""log p(x|z) of the MLP decoder with a Bernoulli likelihood, fast, for evaluation (chapter 8).
+"""log p(x|z) of the MLP decoder with a Bernoulli likelihood, fast, for ``vaelab.log_likelihood_estimate``.
 
 The importance-weighted estimate of log p(x) evaluates log p(x|z) k = 5000 times per image, so on
 a CPU the per-pixel work after the decoder's matrix products decides its speed. With
@@ -28,8 +28,7 @@ import math
 
 import torch
 
-from .generative import MLPDecoder
-from .likelihoods import BernoulliLikelihood
+from .generative import BernoulliLikelihood, MLPDecoder
 
 __all__ = ["BernoulliMLPLogLikelihood", "applies_to"]
 

@@ -13,9 +13,10 @@ from typing import NamedTuple
 import torch
 
 from .data import ImageData
-from .kl import kl_per_dimension
+from .evaluation import evaluating
 from .model import VAE
 from .objectives import elbo
+from .recognition import kl_per_dimension
 from .validation import check_dataset
 
 __all__ = ["LatentSummary", "latent_summary", "rate_distortion", "encode_dataset"]
@@ -33,14 +34,15 @@ class LatentSummary(NamedTuple):
 
 @torch.no_grad()
 def encode_dataset(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior parameters for every image: (mu, logvar), each (N, latent_dim)."""
+    """Posterior parameters for every image: (mu, logvar), each (N, latent_dim). The model's train/eval
+    mode is restored afterwards."""
     check_dataset("data", data, model)
-    model.eval()
     mus, logvars = [], []
-    for x in data.batches(batch_size, shuffle=False):
-        mu, logvar = model.encode(x)
-        mus.append(mu)
-        logvars.append(logvar)
+    with evaluating(model):
+        for x in data.batches(batch_size, shuffle=False):
+            mu, logvar = model.encode(x)
+            mus.append(mu)
+            logvars.append(logvar)
     return torch.cat(mus), torch.cat(logvars)
 
 
@@ -54,12 +56,13 @@ def latent_summary(model: VAE, data: ImageData, threshold: float = 0.01) -> Late
 
 @torch.no_grad()
 def rate_distortion(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple[float, float]:
-    """(rate, distortion) in nats per image; rate + distortion = -ELBO."""
+    """(rate, distortion) in nats per image; rate + distortion = -ELBO. The model's train/eval mode is
+    restored afterwards."""
     check_dataset("data", data, model)
-    model.eval()
     rate = distortion = 0.0
-    for x in data.batches(batch_size, shuffle=False):
-        terms = elbo(model, x, validate=False)
-        rate += terms.kl.sum().item()
-        distortion -= terms.reconstruction.sum().item()
+    with evaluating(model):
+        for x in data.batches(batch_size, shuffle=False):
+            terms = elbo(model, x, validate=False)
+            rate += terms.kl.sum().item()
+            distortion -= terms.reconstruction.sum().item()
     return rate / len(data), distortion / len(data)

@@ -1,40 +1,81 @@
-"""Decoders of the generative model p_theta(x|z).
+"""The generative model p_theta(x, z) = p(z) p_theta(x|z) (chapter 4).
 
-A decoder maps latent codes z: (..., batch, latent_dim) to the parameters of the likelihood,
-(..., batch, output_dim): Bernoulli logits or Gaussian means. It knows nothing about q(z|x);
-which distribution its output parameterizes is the likelihood's business (likelihoods.py).
+* The prior p(z) = N(0, I): ``StandardNormalPrior``.
+* A decoder maps codes z: (..., latent_dim) to the parameters of p(x|z), (..., D): Bernoulli
+  logits or Gaussian means. It knows nothing about q(z|x).
+* A likelihood turns those parameters and the data into log p(x|z), summed over pixels:
+  - Bernoulli: log p(x|z) = sum_i [x_i log lambda_i + (1 - x_i) log(1 - lambda_i)] with
+    lambda = sigmoid(l), which is sum_i [x_i l_i - softplus(l_i)] for the logits l. It is a
+    normalized likelihood only for binary x; on grey pixels in [0, 1] it is the continuous
+    Bernoulli without its normalizer, *not* a log-likelihood (chapter 8 explains the difference).
+  - Gaussian: log p(x|z) = sum_i log N(x_i | mu_i, sigma^2), with sigma^2 = exp(logvar) fixed
+    (default 1) or learned. Swapping the likelihood while keeping the decoder is chapter 6.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from .validation import check_fits_module, check_positive_int, check_tensor
+from .recognition import gaussian_log_density
+from .validation import check_positive_int
 
-__all__ = ["MLPDecoder", "ConvDecoder"]
+__all__ = ["StandardNormalPrior", "standard_normal_log_prob", "MLPDecoder", "ConvDecoder", "Likelihood",
+           "BernoulliLikelihood", "GaussianLikelihood", "bernoulli_log_prob", "gaussian_log_prob",
+           "GAUSSIAN_LOGVAR_MAX"]
+
+GAUSSIAN_LOGVAR_MAX = 10.0  # sigma^2 <= 2.2e4: beyond it a pixel likelihood is flat; exp(-logvar) stays normal
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z | 0, I) = -1/2 sum_j (z_j^2 + log 2 pi) over the last dimension. z: (..., latent_dim) -> (...)."""
+    return gaussian_log_density(z, 0.0, 0.0).sum(-1)
+
+
+class StandardNormalPrior(nn.Module):
+    """p(z) = N(0, I) over ``latent_dim`` dimensions. A module without parameters, so that a learnable prior
+    can replace it with the same interface (``log_prob``, ``sample``); its draws follow the model's
+    device and dtype (``model.double()`` gives float64 draws)."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.register_buffer("_like", torch.empty(0), persistent=False)  # moves with .to() and .double()
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for z: (..., latent_dim). Returns (...)."""
+        return standard_normal_log_prob(z)
+
+    def sample(self, n: int, device: torch.device | str | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ N(0, I), (n, latent_dim), on ``device`` (default: the prior's) in the prior's dtype."""
+        check_positive_int("n", n)
+        device = self._like.device if device is None else device
+        return torch.randn(n, self.latent_dim, device=device, dtype=self._like.dtype, generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}"
 
 
 class MLPDecoder(nn.Module):
-    """latent_dim -> hidden_dim (ReLU) -> output_dim, the classic Kingma-Welling decoder."""
+    """latent_dim -> hidden_dim (ReLU) -> output_dim likelihood parameters (the MLPEncoder's mirror)."""
 
     def __init__(self, latent_dim: int = 20, hidden_dim: int = 400, output_dim: int = 784) -> None:
         super().__init__()
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.output_dim = check_positive_int("output_dim", output_dim)
-        check_positive_int("hidden_dim", hidden_dim)
-        self.hidden = nn.Linear(latent_dim, hidden_dim)
+        self.hidden = nn.Linear(latent_dim, check_positive_int("hidden_dim", hidden_dim))
         self.out = nn.Linear(hidden_dim, output_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (..., latent_dim) -> likelihood parameters (..., output_dim)."""
-        _check_latent(z, self.latent_dim)
-        check_fits_module("z", z, self.out.weight, "decoder")
         return self.out(torch.relu(self.hidden(z)))
 
 
 class ConvDecoder(nn.Module):
-    """latent_dim -> dense -> 64 x side/4 x side/4 -> transposed convs -> 1 x side x side,
+    """latent_dim -> dense hidden_dim -> 64 x side/4 x side/4 -> transposed convs -> 1 x side x side,
     flattened to (..., side * side)."""
 
     def __init__(self, latent_dim: int = 20, side: int = 28, hidden_dim: int = 256) -> None:
@@ -45,7 +86,7 @@ class ConvDecoder(nn.Module):
         self.side = side
         self.output_dim = side * side
         self.dense = nn.Sequential(
-            nn.Linear(latent_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(latent_dim, check_positive_int("hidden_dim", hidden_dim)), nn.ReLU(),
             nn.Linear(hidden_dim, 64 * (side // 4) ** 2), nn.ReLU(),
         )
         self.deconv = nn.Sequential(
@@ -54,17 +95,94 @@ class ConvDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        _check_latent(z, self.latent_dim)
-        check_fits_module("z", z, self.dense[0].weight, "decoder")
-        lead = z.shape[:-1]
+        """z: (..., latent_dim) -> likelihood parameters (..., side * side)."""
         h = self.dense(z.reshape(-1, self.latent_dim)).view(-1, 64, self.side // 4, self.side // 4)
-        return self.deconv(h).view(*lead, self.output_dim)
+        return self.deconv(h).view(*z.shape[:-1], self.output_dim)
 
 
-def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
-    check_tensor("z", z, min_ndim=1)
-    if z.shape[-1] != latent_dim:
-        raise ValueError(
-            f"z has shape {tuple(z.shape)} but the decoder expects latent_dim={latent_dim} "
-            "in its last dimension."
-        )
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """sum_i log Bernoulli(x_i | sigmoid(l_i)) = sum_i [x_i l_i - softplus(l_i)] over the last dimension.
+
+    x: (..., D) in [0, 1]; logits: broadcastable with x. Returns the broadcast shape without D.
+    softplus(l) = log(1 + e^l) is computed as logaddexp(0, l): exact for any l, and its gradient is sigmoid(l).
+    """
+    return (x * logits - torch.logaddexp(logits.new_zeros(()), logits)).sum(-1)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor | float) -> torch.Tensor:
+    """sum_i log N(x_i | mean_i, exp(logvar)) over the last dimension. x: (..., D); mean, logvar: broadcastable."""
+    return gaussian_log_density(x, mean, logvar).sum(-1)
+
+
+class Likelihood(nn.Module):
+    """p(x|z) given the decoder's output ``params``: ``log_prob(x, params)``, ``mean(params)``, ``sample(params)``.
+
+    x: (batch, D); params: (..., batch, D); log_prob returns (..., batch).
+    """
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """E[x|z], the image a decoder 'draws'. Same shape as params."""
+        raise NotImplementedError
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x ~ p(x|z). Same shape as params."""
+        raise NotImplementedError
+
+
+class BernoulliLikelihood(Likelihood):
+    """p(x|z) = prod_i Bernoulli(x_i | sigmoid(l_i)); the decoder outputs the logits l."""
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return bernoulli_log_prob(x, params)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.bernoulli(torch.sigmoid(params), generator=generator)
+
+
+class GaussianLikelihood(Likelihood):
+    """p(x|z) = prod_i N(x_i | mu_i, sigma^2); the decoder outputs the means mu.
+
+    sigma^2 = exp(logvar), one number for all pixels: fixed (``learn_variance=False``; logvar = 0 is the
+    classic choice, where -log p(x|z) = 1/2 ||x - mu||^2 + D/2 log 2 pi) or learned. ``logvar`` must lie
+    in [logvar_min, 10]; a learned one is kept there (clamped) so that exp never under- or overflows.
+    """
+
+    def __init__(self, logvar: float = 0.0, learn_variance: bool = False, logvar_min: float = -9.0) -> None:
+        super().__init__()
+        if not math.isfinite(logvar):
+            raise ValueError(f"logvar must be a finite number, got {logvar}.")
+        if not logvar_min <= logvar <= GAUSSIAN_LOGVAR_MAX:
+            raise ValueError(f"logvar must lie in [{logvar_min:g}, {GAUSSIAN_LOGVAR_MAX:g}] (sigma^2 from "
+                             f"{math.exp(logvar_min):.2g} to {math.exp(GAUSSIAN_LOGVAR_MAX):.2g}), got {logvar}; "
+                             "pixels in [0, 1] call for a logvar between about -9 and 0.")
+        self.learn_variance = learn_variance
+        self.logvar_min = logvar_min
+        value = torch.tensor(float(logvar))
+        if learn_variance:
+            self.raw_logvar = nn.Parameter(value)
+        else:
+            self.register_buffer("raw_logvar", value)
+
+    @property
+    def logvar(self) -> torch.Tensor:
+        """The global log sigma^2 (a 0-d tensor)."""
+        return self.raw_logvar.clamp(self.logvar_min, GAUSSIAN_LOGVAR_MAX)
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_prob(x, params, self.logvar)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(params.shape, dtype=params.dtype, device=params.device, generator=generator)
+        return params + torch.exp(0.5 * self.logvar) * noise
+
+    def extra_repr(self) -> str:
+        return f"learn_variance={self.learn_variance}"

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal
 
-from .likelihoods import GaussianLikelihood
+from .generative import GaussianLikelihood, StandardNormalPrior
 from .model import VAE
-from .prior import StandardNormalPrior
 from .validation import check_positive_int, check_tensor
 
 __all__ = ["LinearGaussianModel", "AffineEncoder", "LinearDecoder"]
@@ -41,7 +40,6 @@ class AffineEncoder(nn.Module):
         self.logvar = nn.Parameter(torch.zeros(latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_tensor("x", x, ndim=2)
         mu = self.linear(x)
         return mu, self.logvar.expand_as(mu)
 

@@ -6,31 +6,41 @@ Each part can be swapped on its own (another encoder, another likelihood, a lear
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .generative import ConvDecoder, MLPDecoder
-from .likelihoods import BernoulliLikelihood, GaussianLikelihood, Likelihood
-from .prior import StandardNormalPrior
-from .recognition import ConvEncoder, GaussianEncoder, MLPEncoder
-from .validation import check_positive_int, check_tensor
+from .generative import (
+    GAUSSIAN_LOGVAR_MAX,
+    BernoulliLikelihood,
+    ConvDecoder,
+    GaussianLikelihood,
+    Likelihood,
+    MLPDecoder,
+    StandardNormalPrior,
+)
+from .objectives import ELBOTerms, elbo
+from .recognition import ConvEncoder, DiagonalGaussian, GaussianEncoder, MLPEncoder
+from .validation import check_model_input, check_positive_int, check_tensor
 
 __all__ = ["VAE", "VAEConfig", "build_vae"]
 
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
+GAUSSIAN_LOGVAR_MIN = -9.0
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     """The settings that define a standard vaelab VAE (stored in checkpoints).
 
-    architecture: "mlp" (input_dim-hidden_dim-latent_dim, Kingma and Welling 2013) or "conv".
+    architecture: "mlp" (input_dim-hidden_dim-latent_dim with ReLU; the 784-400-20 sizes of PyTorch's
+    examples VAE) or "conv" (two convolutions and a dense layer of hidden_dim units each way).
     likelihood: "bernoulli" (decoder outputs logits) or "gaussian" (decoder outputs means, with
-    variance exp(gaussian_logvar), fixed unless learn_variance).
+    variance exp(gaussian_logvar), gaussian_logvar in [-9, 10], fixed unless learn_variance).
     """
 
     latent_dim: int = 20
@@ -49,6 +59,11 @@ class VAEConfig:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}.")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}.")
+        logvar = self.gaussian_logvar
+        if isinstance(logvar, bool) or not isinstance(logvar, (int, float)) or \
+                not (math.isfinite(logvar) and GAUSSIAN_LOGVAR_MIN <= logvar <= GAUSSIAN_LOGVAR_MAX):
+            raise ValueError(f"gaussian_logvar must be a number in [{GAUSSIAN_LOGVAR_MIN:g}, {GAUSSIAN_LOGVAR_MAX:g}] "
+                             f"(a pixel variance from 1.2e-04 to 2.2e+04), got {logvar!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,13 +77,13 @@ def build_vae(config: VAEConfig | None = None, **overrides: Any) -> VAE:
         encoder: GaussianEncoder = MLPEncoder(pixels, config.hidden_dim, config.latent_dim)
         decoder: nn.Module = MLPDecoder(config.latent_dim, config.hidden_dim, pixels)
     else:
-        encoder = ConvEncoder(config.latent_dim, config.side, min(config.hidden_dim, 256))
-        decoder = ConvDecoder(config.latent_dim, config.side, min(config.hidden_dim, 256))
+        encoder = ConvEncoder(config.latent_dim, config.side, config.hidden_dim)
+        decoder = ConvDecoder(config.latent_dim, config.side, config.hidden_dim)
     likelihood: Likelihood
     if config.likelihood == "bernoulli":
         likelihood = BernoulliLikelihood()
     else:
-        likelihood = GaussianLikelihood(config.gaussian_logvar, config.learn_variance)
+        likelihood = GaussianLikelihood(config.gaussian_logvar, config.learn_variance, GAUSSIAN_LOGVAR_MIN)
     return VAE(encoder, decoder, likelihood, StandardNormalPrior(config.latent_dim), config=config)
 
 
@@ -88,6 +103,9 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         latent_dim = getattr(decoder, "latent_dim", None) or encoder.latent_dim
         self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
+        param = next(self.parameters(), None)
+        if param is not None:  # the prior's draws in the networks' device and dtype
+            self.prior.to(device=param.device, dtype=param.dtype)
         self.config = config
 
     @property
@@ -102,6 +120,10 @@ class VAE(nn.Module):
         """Posterior parameters (mu, logvar) of q(z|x), each (batch, latent_dim)."""
         return self.encoder(x)
 
+    def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
+        """q(z|x) for x: (batch, D), an object with ``rsample`` and ``log_prob``."""
+        return DiagonalGaussian(*self.encoder(x))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for z: (..., latent_dim) -> (..., D)."""
         return self.decoder(z)
@@ -109,7 +131,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def posterior_mean(self, x: torch.Tensor) -> torch.Tensor:
         """E_q[z|x] = mu(x), (batch, latent_dim): the usual 2-D embedding for plots."""
-        return self.encode(x)[0]
+        return self.encode(check_model_input(self, x))[0]
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +141,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images from the model: z ~ p(z), then E[x|z] (mean=True) or x ~ p(x|z). (n, D)."""
-        params = self.decode(self.prior.sample(n, device=self.device, generator=generator))
+        params = self.decode(self.prior.sample(n, generator=generator))
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
 
     @torch.no_grad()
@@ -143,6 +165,7 @@ class VAE(nn.Module):
         t = torch.linspace(0.0, 1.0, steps, device=codes.device).unsqueeze(1)
         return self.decode_mean((1 - t) * codes[0] + t * codes[1])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_tensor("x", x, ndim=2)
-        return self.encode(x)
+    def forward(self, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic",
+                generator: torch.Generator | None = None) -> ELBOTerms:
+        """``model(x)`` is the ELBO of each row of x with its parts: ``vaelab.elbo(model, x, ...)``."""
+        return elbo(self, x, n_samples=n_samples, kl=kl, generator=generator)

@@ -10,6 +10,8 @@ assumes its inputs are valid and checks nothing.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "check_same_device",
     "check_unit_interval",
     "check_positive_int",
+    "check_nonnegative",
     "check_matching_shapes",
     "check_fits_module",
 ]
@@ -118,6 +121,19 @@ def check_positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value}; use {name}=1 or more.")
     return value
+
+
+def check_nonnegative(name: str, value: object, unit: str = "") -> float:
+    """Return ``value`` as float if it is a finite number >= 0, else raise a clear error."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, (bool, str)) or number is None:
+        raise TypeError(f"{name} must be a number >= 0{unit}, got {value!r} ({type(value).__name__}).")
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be >= 0{unit} and finite, got {number}.")
+    return number
 
 
 def check_matching_shapes(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

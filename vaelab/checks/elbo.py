@@ -60,19 +60,19 @@ def _elbo_reference(model: VAE, x: torch.Tensor, samples: int = _ELBO_REF_SAMPLE
         mu, lv = mu.detach().requires_grad_(), lv.detach().requires_grad_()
         eps = torch.randn(samples, *mu.shape, dtype=mu.dtype)
         z = mu + (0.5 * lv).exp() * eps
-        recon = model.likelihood.log_prob(x, model.decode(z), validate=False)  # (S, batch)
+        recon = model.likelihood.log_prob(x, model.decode(z))  # (S, batch)
         kl = kl_standard_normal(mu, lv)
         est = recon - kl
         gmu, glv = torch.autograd.grad(est.sum(), (mu, lv))  # sums over S
         # Per-sample gradients are needed for standard errors: d recon_s/dz_s via a second pass.
         zs = z.detach().requires_grad_()
-        recon_s = model.likelihood.log_prob(x, model.decode(zs), validate=False)
+        recon_s = model.likelihood.log_prob(x, model.decode(zs))
         (dz,) = torch.autograd.grad(recon_s.sum(), zs)  # (S, batch, latent)
     std = (0.5 * lv).exp().detach()
     per_gmu = dz - mu.detach()
     per_glv = dz * 0.5 * std * eps - 0.5 * torch.expm1(lv.detach())
     with torch.no_grad():
-        plugin = model.likelihood.log_prob(x, model.decode(mu), validate=False) - kl
+        plugin = model.likelihood.log_prob(x, model.decode(mu)) - kl
     return {
         "mean": est.mean(0).detach(),
         "std": est.std(0).detach(),
