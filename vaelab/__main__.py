@@ -1,3 +1,5 @@
+"""``python -m vaelab``: the command line (see vaelab.cli)."""
+
 import sys
 
 from .cli import main

@@ -1,111 +1,449 @@
-"""Command line: ``python -m vaelab train ...`` and ``python -m vaelab evaluate CHECKPOINT``."""
+"""Command line: ``python -m vaelab train ...`` and ``python -m vaelab evaluate CHECKPOINT``.
+
+Every argument and the output folder are checked before any data is loaded or any folder is
+created; a mistake or a fault ends in one line on stderr, never a traceback. Exit status: 0 done
+(also "nothing left to train"), 1 a failure (damaged files, diverged training, missing data),
+2 a usage error (bad arguments, an --out that holds another run or files vaelab did not write,
+an --out in use by another run), 130 interrupted by Ctrl-C (the last finished epoch is kept).
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
-import torch
+from . import __version__
 
 __all__ = ["main"]
 
+PROG = "python -m vaelab"
+MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+OUTPUTS = ("model.ckpt", "history.json", "samples.png")
+
+
+class UsageError(Exception):
+    """A mistake in the command: exit status 2."""
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + error
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int, high: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def _finite(positive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '>= 0'}, got {text}")
+        return value
+
+    return parse
+
+
+_positive, _seed = _int_at_least(1), _int_at_least(0, 2**64 - 1)
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vaelab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    train = sub.add_parser("train", help="train a VAE on MNIST and write a checkpoint, history and figure")
-    train.add_argument("--latent-dim", type=int, default=20)
-    train.add_argument("--hidden-dim", type=int, default=400)
-    train.add_argument("--architecture", choices=["mlp", "conv"], default="mlp")
-    train.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
-    train.add_argument("--binarization", choices=["none", "dynamic", "static"], default=None,
-                       help="default: dynamic for bernoulli, none for gaussian")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--beta", type=float, default=1.0)
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    train.add_argument("--data-root", default=None, help="folder holding MNIST/raw (default: $VAELAB_DATA)")
+    train = sub.add_parser(
+        "train",
+        formatter_class=fmt,
+        help="train a VAE on MNIST and write a checkpoint, history and figure",
+        description="Train a VAE on MNIST into --out: model.ckpt (after every epoch; the one "
+        "before is kept as model.ckpt.prev), history.json and samples.png. "
+        "Rerunning the same command continues the run.",
+    )
+    train.add_argument("--latent-dim", type=_positive, default=20, help="dimension of the latent z")
+    train.add_argument("--hidden-dim", type=_positive, default=400, help="width of the hidden layers")
+    train.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="encoder and decoder kind")
+    train.add_argument(
+        "--likelihood",
+        choices=["bernoulli", "gaussian"],
+        default="bernoulli",
+        help="p(x|z): Bernoulli logits or Gaussian means",
+    )
+    train.add_argument(
+        "--binarization",
+        choices=["auto", "none", "dynamic", "static"],
+        default="auto",
+        help="how pixels are binarized; auto: dynamic for bernoulli, none for gaussian",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive,
+        default=10,
+        help="total epochs of the run (a resumed run trains only the missing ones)",
+    )
+    train.add_argument("--batch-size", type=_positive, default=128, help="images per Adam step")
+    train.add_argument("--lr", type=_finite(positive=True), default=1e-3, help="Adam learning rate")
+    train.add_argument(
+        "--beta", type=_finite(positive=False), default=1.0, help="weight of the KL term (beta-VAE; 1 is the ELBO)"
+    )
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    train.add_argument("--seed", type=_seed, default=0, help="seed of the weights, shuffles and binarization")
+    train.add_argument(
+        "--limit", type=_positive, default=None, help="use only the first N training images (not given: all 60000)"
+    )
+    train.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding MNIST/raw (not given: $VAELAB_DATA, else ~/.cache/vaelab, downloading there)",
+    )
     train.add_argument("--out", default="runs/default", help="output folder")
+    train.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over instead of continuing the run in --out (its files are replaced)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow replacing model.ckpt, history.json or samples.png in --out that vaelab did not write",
+    )
 
-    evaluate = sub.add_parser("evaluate", help="test ELBO and importance-weighted log-likelihood")
-    evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per image")
-    evaluate.add_argument("--batch-size", type=int, default=100)
-    evaluate.add_argument("--limit", type=int, default=None, help="use only the first N test images")
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--data-root", default=None)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate = sub.add_parser(
+        "evaluate", formatter_class=fmt, help="test ELBO and importance-weighted log-likelihood of a checkpoint"
+    )
+    evaluate.add_argument("checkpoint", help="a model.ckpt written by train")
+    evaluate.add_argument("--k", type=_positive, default=5000, help="importance samples per image")
+    evaluate.add_argument("--batch-size", type=_positive, default=100, help="images per batch of the estimate")
+    evaluate.add_argument(
+        "--limit", type=_positive, default=None, help="use only the first N test images (not given: all 10000)"
+    )
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    evaluate.add_argument(
+        "--data-root", default=None, help="folder holding MNIST/raw (not given: $VAELAB_DATA, else ~/.cache/vaelab)"
+    )
+    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the test binarization and the samples")
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
+# ----------------------------------------------------------------------------- the output folder
+
+
+def _check_out_folder(out: Path, overwrite: bool) -> None:
+    """Before anything is loaded or created: --out must be (or become) a writable folder whose
+    files of our names are vaelab's own (or --overwrite)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; choose another --out.")
+    if not out.exists():
+        parent = out.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"--out {out} cannot be created: {parent} is a file; choose another --out.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {out} cannot be created: {parent} is not writable; choose another --out.")
+        return
+    try:  # a real write (os.access says yes to root on a read-only file system)
+        fd, probe = tempfile.mkstemp(prefix=".vaelab-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"--out {out} is not writable ({err.strerror}); choose another --out.") from None
+    for name in OUTPUTS:
+        if (out / name).exists() and not (out / name).is_file():
+            raise UsageError(
+                f"{out / name} is a folder, but train writes a file there; move it away or choose another --out."
+            )
+    present = [name for name in OUTPUTS if (out / name).exists()]
+    if present and not overwrite and not _is_vaelab_folder(out):
+        raise UsageError(
+            f"--out {out} already holds {', '.join(present)}, which vaelab did not write; choose "
+            "another --out, or add --overwrite to replace them."
+        )
+
+
+def _is_vaelab_folder(out: Path) -> bool:
+    """A folder vaelab trained into: its lock file, or a checkpoint with vaelab's marker."""
+    if (out / ".model.ckpt.lock").exists():
+        return True
+    try:
+        with open(out / "model.ckpt", "rb") as f:
+            return b"vaelab-checkpoint" in f.read(1 << 20)
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------- train
+
+
+_FLAGS = {
+    "train_size": "--limit",
+    "binarization": "--binarization",
+    "seed": "--seed",
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "beta": "--beta",
+    "model.latent_dim": "--latent-dim",
+    "model.hidden_dim": "--hidden-dim",
+    "model.architecture": "--architecture",
+    "model.likelihood": "--likelihood",
+}
+
+
+def _flag(key: str, value: Any) -> str:
+    if key == "train_size":
+        return f"--limit {value}" if value != MNIST_TRAIN_SIZE else f"all {value} images (no --limit)"
+    if key in _FLAGS:
+        return f"{_FLAGS[key]} {value}"
+    shown = f"sha256:{value}" if key.endswith("_pixels") else repr(value)
+    return f"{key}={shown}"
+
+
+def _mismatch_message(path: Path, differences: list[tuple[str, Any, Any]]) -> str:
+    listing = "; ".join(f"{_flag(key, old)} then, {_flag(key, new)} now" for key, old, new in differences)
+    return (
+        f"{path} holds another run ({listing}); rerun with the settings it was trained with to continue it, "
+        f"add --restart to start over in {path.parent}, or choose another --out."
+    )
+
+
+def _cli_identity(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    """What the command line alone says about the run (compared before any data is loaded)."""
+    from .runs import TrainingSettings
+
+    return {
+        "train_size": min(args.limit or MNIST_TRAIN_SIZE, MNIST_TRAIN_SIZE),
+        "binarization": args.binarization,
+        "test_size": MNIST_TEST_SIZE,
+        "model": config.to_dict(),
+        "dtype": "float32",
+        **TrainingSettings(lr=args.lr, batch_size=args.batch_size, beta=args.beta, seed=args.seed).to_dict(),
+    }
+
+
+def _device(name: str) -> Any:
+    from .devices import resolve_device
+    from .messages import cli_message
+
+    try:
+        return resolve_device(name)
+    except ValueError as err:
+        raise UsageError(cli_message(err)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from .model import VAEConfig
+    from .runs import checkpoint_lock
+
+    out = Path(args.out).expanduser()
+    if args.binarization == "auto":
+        args.binarization = "dynamic" if args.likelihood == "bernoulli" else "none"
+    device = _device(args.device)
+    config = VAEConfig(
+        latent_dim=args.latent_dim,
+        hidden_dim=args.hidden_dim,
+        architecture=args.architecture,
+        likelihood=args.likelihood,
+    )
+    _check_out_folder(out, args.overwrite)
+    checkpoint = out / "model.ckpt"
+    with ExitStack() as locked:
+        if out.is_dir():  # another run in --out is found before any data is loaded
+            locked.enter_context(checkpoint_lock(checkpoint))
+        if not args.restart and _nothing_left_to_train(args, config, checkpoint):
+            return 0
+        return _train_and_write(args, config, device, out, locked)
+
+
+def _nothing_left_to_train(args: argparse.Namespace, config: Any, checkpoint: Path) -> bool:
+    """Compare the run in --out with the command's flags (before any data is loaded): a mismatch
+    or fewer --epochs than it holds is a usage error; as many --epochs is nothing to do."""
+    from .runs import compare_runs, read_resumable
+
+    found = read_resumable(checkpoint)
+    if found is None:
+        return False
+    state, source = found
+    saved = state.get("run") or {**state.get("settings", {}), "model": state.get("config")}
+    differences = compare_runs(saved, _cli_identity(args, config))
+    if differences:
+        raise UsageError(_mismatch_message(source, differences))
+    epoch = state["epoch"]
+    if epoch > args.epochs:
+        raise UsageError(
+            f"{source} already holds {epoch} epochs, more than --epochs {args.epochs}; pass --epochs "
+            f"{epoch} or more to continue it, or add --restart to start over."
+        )
+    if epoch < args.epochs:
+        return False
+    h = state["history"]
+    print(
+        f"nothing left to train: {source} already holds {epoch} epochs (train ELBO {h['train_elbo'][-1]:.2f}, "
+        f"test ELBO {h['test_elbo'][-1]:.2f} nats per image after epoch {epoch}); pass a larger --epochs to "
+        "train on, or add --restart to start over."
+    )
+    return True
+
+
+def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Path, locked: Any) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    import torch
+
+    from .checkpoint import atomic_write
     from .data import load_mnist
-    from .devices import resolve_device
     from .model import build_vae
     from .plots import image_grid
+    from .runs import checkpoint_lock
     from .training import fit
 
-    device = resolve_device(args.device)
-    binarization = args.binarization or ("dynamic" if args.likelihood == "bernoulli" else "none")
-    train = load_mnist("train", args.data_root, binarization, device, limit=args.limit, seed=args.seed)
-    test = load_mnist("test", args.data_root, binarization, device, seed=args.seed)
+    checkpoint = out / "model.ckpt"
+    train = load_mnist("train", args.data_root, args.binarization, device, limit=args.limit, seed=args.seed)
+    test = load_mnist("test", args.data_root, args.binarization, device, seed=args.seed)
     torch.manual_seed(args.seed)
-    model = build_vae(latent_dim=args.latent_dim, hidden_dim=args.hidden_dim,
-                      architecture=args.architecture, likelihood=args.likelihood)
-    out = Path(args.out)
+    model = build_vae(config)
     out.mkdir(parents=True, exist_ok=True)
-    history = fit(model, train, test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  beta=args.beta, device=device, seed=args.seed, checkpoint=out / "model.ckpt")
-    (out / "history.json").write_text(json.dumps(history.to_dict(), indent=1))
-    x = test.fixed_binarization(args.seed).images[:10] if binarization == "dynamic" else test.images[:10]
+    locked.enter_context(checkpoint_lock(checkpoint))
+    if args.restart and checkpoint.exists():
+        print(f"--restart: starting over in {out}; the earlier run's checkpoint is replaced", file=sys.stderr)
+    history = fit(
+        model,
+        train,
+        test,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta=args.beta,
+        device=device,
+        seed=args.seed,
+        checkpoint=checkpoint,
+        resume=not args.restart,
+    )
+    atomic_write(out / "history.json", json.dumps(history.to_json(), indent=1, allow_nan=False).encode())
+    x = test.fixed_binarization(args.seed).images[:10] if args.binarization == "dynamic" else test.images[:10]
     images = torch.cat([model.sample(20), x, model.reconstruct(x)])
     fig = image_grid(images, nrow=10, title="Samples (rows 1-2), test images (3), reconstructions (4)")
-    fig.savefig(out / "samples.png", dpi=100)
-    print(f"epochs: {len(history)}  train ELBO: {history.train_elbo[-1]:.2f}  "
-          f"test ELBO: {history.test_elbo[-1]:.2f} nats per image (summed over pixels)")
-    print(f"wrote {out / 'model.ckpt'}, {out / 'history.json'}, {out / 'samples.png'}")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    atomic_write(out / "samples.png", png.getvalue())
+    print(
+        f"epochs: {len(history)}  train ELBO: {history.train_elbo[-1]:.2f}  "
+        f"test ELBO: {history.test_elbo[-1]:.2f} nats per image (summed over pixels)"
+    )
+    print(f"wrote {checkpoint}, {out / 'history.json'}, {out / 'samples.png'}")
+    return 0
 
 
-def _evaluate(args: argparse.Namespace) -> None:
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
+
+    device = _device(args.device)
+    path = Path(args.checkpoint).expanduser()
+    if path.is_dir():
+        hint = f" (e.g. {path / 'model.ckpt'})" if (path / "model.ckpt").is_file() else ""
+        raise UsageError(f"{path} is a folder; pass the checkpoint file inside it{hint}.")
+    if not path.is_file():
+        raise UsageError(
+            f"checkpoint {path} does not exist; check the path, or train first with {PROG} train --out FOLDER."
+        )
+    model, state = load_model(path, device)
+    binarization = state.get("settings", {}).get("binarization", "none")
+    conventions = {
+        "none": "grey pixels",
+        "dynamic": f"test set binarized once with seed {args.seed} (model trained on dynamic binarization)",
+        "static": f"statically binarized test set (seed {args.seed})",
+    }
+    if binarization not in conventions:
+        raise ValueError(
+            f"{path} records the binarization {binarization!r}, which this vaelab does not know "
+            f"(known: {', '.join(conventions)}); it was not written by this version of vaelab."
+        )
+
+    import torch
+
+    from . import log_likelihood_estimate
     from .data import load_mnist
-    from .devices import resolve_device
-    from .objectives import log_likelihood_estimate
     from .training import evaluate_elbo
 
-    device = resolve_device(args.device)
-    model, state = load_model(args.checkpoint, device)
-    binarization = state.get("settings", {}).get("binarization", "none")
     test = load_mnist("test", args.data_root, "none", device, limit=args.limit)
     if binarization in ("dynamic", "static"):
         test = test.fixed_binarization(args.seed)
     torch.manual_seed(args.seed)
     test_elbo = evaluate_elbo(model, test)
-    log_px = log_likelihood_estimate(model, test.images, k=args.k, batch_size=args.batch_size,
-                                     progress=True).mean().item()
-    convention = {"none": "grey pixels", "dynamic": "test set binarized once with seed "
-                  f"{args.seed} (model trained on dynamic binarization)",
-                  "static": f"statically binarized test set (seed {args.seed})"}[binarization]
-    print(f"test images: {len(test)}  ({convention})")
+    log_px = (
+        log_likelihood_estimate(model, test.images, k=args.k, batch_size=args.batch_size, progress=None).mean().item()
+    )
+    if not (math.isfinite(test_elbo) and math.isfinite(log_px)):
+        raise ValueError(
+            f"{path} gives a test ELBO of {test_elbo} and log p(x) of {log_px}: the model is not "
+            "usable; evaluate an earlier checkpoint (model.ckpt.prev) or train again."
+        )
+    print(f"test images: {len(test)}  ({conventions[binarization]})")
     print(f"test ELBO:                {test_elbo:.2f} nats per image")
     print(f"log p(x) estimate (k={args.k}): {log_px:.2f} nats per image  (NLL {-log_px:.2f})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    from .messages import cli_message
+
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "evaluate": _evaluate}[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        return {"train": _train, "evaluate": _evaluate}[args.command](args)
+    except KeyboardInterrupt:
+        kept = ""
+        if args.command == "train" and (Path(args.out).expanduser() / "model.ckpt").is_file():
+            kept = (
+                f"; the last finished epoch is kept in {Path(args.out).expanduser() / 'model.ckpt'}: rerun the "
+                "same command to continue"
+            )
+        print(f"interrupted{kept}.", file=sys.stderr)
+        return 130
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except Exception as err:
+        from .runs import RunLockedError, RunMismatchError
+
+        if isinstance(err, RunMismatchError):
+            print(f"error: {_mismatch_message(err.path, err.differences)}", file=sys.stderr)
+            return 2
+        usage = isinstance(err, RunLockedError)
+        if not isinstance(err, (ValueError, TypeError, OSError, RuntimeError)):
+            raise  # a bug in vaelab: keep the traceback for the report
+        print(f"error: {cli_message(err)}", file=sys.stderr)
+        return 2 if usage else 1

@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from .devices import resolve_device
+from .messages import user_error
 from .validation import check_positive_int, check_tensor
 
 __all__ = ["ImageData", "load_mnist", "data_root", "verify_mnist_files", "DATA_ENV", "MNIST_SHA256"]
 
 DATA_ENV = "VAELAB_DATA"
+# A download whose server stops answering fails after this many seconds per read (torchvision's
+# own download has no timeout); $VAELAB_DOWNLOAD_TIMEOUT overrides it.
+DOWNLOAD_TIMEOUT_S = 20.0
 BINARIZATIONS = ("none", "dynamic", "static")
 
 # Published SHA-256 sums of the uncompressed original MNIST files (torchvision's raw layout).
@@ -80,10 +86,13 @@ def verify_mnist_files(root: str | os.PathLike, split: str = "train") -> None:
         if key in _verified:
             continue
         if _sha256(path) != MNIST_SHA256[name]:
-            raise RuntimeError(
-                f"MNIST file {path} is corrupted or truncated (SHA-256 mismatch, {stat.st_size} "
-                "bytes); delete it and download again (unset "
-                f"{DATA_ENV} and call load_mnist(download=True)), or copy an intact file there."
+            problem = f"MNIST file {path} is corrupted or truncated (SHA-256 mismatch, {stat.st_size} bytes)"
+            raise user_error(
+                RuntimeError,
+                f"{problem}; delete it and download again (unset {DATA_ENV} and call "
+                "load_mnist(download=True)), or copy an intact file there.",
+                f"{problem}; delete it and download again (unset {DATA_ENV} and drop --data-root), "
+                "or copy an intact file there.",
             )
         _verified.add(key)
 
@@ -126,8 +135,9 @@ class ImageData:
         check_positive_int("n", n)
         return replace(self, images=self.images[:n], labels=self.labels[:n])
 
-    def batches(self, batch_size: int, shuffle: bool = True,
-                generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[torch.Tensor]:
+    def batches(
+        self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None, drop_last: bool = False
+    ) -> Iterator[torch.Tensor]:
         """Yield (batch, D) tensors covering the split once; ``generator`` (on the data's
         device) drives the shuffle and the dynamic binarization, for reproducibility."""
         check_positive_int("batch_size", batch_size)
@@ -136,9 +146,9 @@ class ImageData:
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             if order is None:
-                batch = self.images[start:start + batch_size]
+                batch = self.images[start : start + batch_size]
             else:
-                batch = self.images.index_select(0, order[start:start + batch_size])  # faster than [idx]
+                batch = self.images.index_select(0, order[start : start + batch_size])  # faster than [idx]
             if self.binarization == "dynamic":
                 batch = torch.bernoulli(batch, generator=generator)
             yield batch
@@ -150,9 +160,15 @@ class ImageData:
         return replace(self, images=images, binarization="static")
 
 
-def load_mnist(split: str = "train", root: str | os.PathLike | None = None, binarization: str = "none",
-               device: torch.device | str = "cpu", limit: int | None = None, seed: int = 0,
-               download: bool | None = None) -> ImageData:
+def load_mnist(
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    binarization: str = "none",
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+    seed: int = 0,
+    download: bool | None = None,
+) -> ImageData:
     """MNIST ``split`` ("train": 60k, "test": 10k) as an ``ImageData`` on ``device``.
 
     binarization: "none" (grey [0, 1]), "dynamic" or "static" (seeded by ``seed``).
@@ -165,16 +181,20 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None, bina
         raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {binarization!r}.")
     if limit is not None:
         check_positive_int("limit", limit)
+    device = resolve_device(device)
     folder = data_root(root)
     if download is None:
         download = root is None and not os.environ.get(DATA_ENV)
     raw = folder / "MNIST" / "raw"
     if not all((raw / f).is_file() for f in _SPLIT_FILES[split]):
         if not download:
-            raise FileNotFoundError(
+            raise user_error(
+                FileNotFoundError,
                 f"MNIST was not found in {raw} and downloading is off; set {DATA_ENV} (or root=) "
                 "to the folder that contains MNIST/raw, or call load_mnist(download=True) with "
-                "internet access."
+                "internet access.",
+                f"MNIST was not found in {raw}; point {DATA_ENV} (or --data-root) at the folder that "
+                f"contains MNIST/raw, or unset {DATA_ENV} and drop --data-root to download it.",
             )
         _download(folder, split)
     verify_mnist_files(folder, split)
@@ -195,13 +215,21 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None, bina
 
 
 def _download(folder: Path, split: str) -> None:
+    """torchvision's download, with every socket read bounded by DOWNLOAD_TIMEOUT_S seconds."""
     from torchvision.datasets import MNIST
 
+    timeout = float(os.environ.get("VAELAB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torchvision's urlopen calls pass no timeout of their own
     try:
         MNIST(str(folder), train=(split == "train"), download=True)
     except Exception as err:  # network errors come in many types; all get the same advice
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
         raise RuntimeError(
-            f"could not download MNIST into {folder} ({type(err).__name__}: {err}); check the "
-            f"internet connection, or copy the four raw files to {folder / 'MNIST' / 'raw'} and "
-            f"set {DATA_ENV}={folder}."
-        ) from err
+            f"could not download MNIST into {folder} ({reason}; each read waits at most {timeout:g} s); "
+            f"check the internet connection, or copy the four raw MNIST files to "
+            f"{folder / 'MNIST' / 'raw'} and set the environment variable {DATA_ENV} to {folder} "
+            f"(e.g. export {DATA_ENV}={folder})."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
