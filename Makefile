@@ -45,9 +45,9 @@ else
 	CI=1 VAELAB_QUICK=1 $(BIN)/python -m pytest tests book --nbval-lax -p no:cacheprovider
 endif
 
-## Unit tests only (no MNIST training, no notebooks, no book).
+## Unit tests only: no MNIST, no notebooks (nbval off), no book, no browser, no killed or fresh subprocesses.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m "not slow and not book and not browser" -p no:cacheprovider
+	$(BIN)/python -m pytest tests -m "not slow and not book and not browser" -p no:cacheprovider -p no:nbval
 
 ## Speed and quality benchmarks (about 5 + 21 minutes on an idle 2-core CPU): writes benchmarks/results/*.json
 benchmark: $(STAMP)

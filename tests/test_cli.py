@@ -53,6 +53,7 @@ def test_every_train_option_has_a_help_text_with_its_default():
         assert f"(default: {action.default})" in " ".join(text.split()), action.dest
 
 
+@pytest.mark.slow
 def test_version_prints_the_package_version():
     result = run("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"vaelab {vaelab.__version__}"
@@ -68,13 +69,9 @@ def no_data(tmp_path):
     return {"VAELAB_DATA": str(tmp_path / "empty"), "HOME": str(tmp_path)}
 
 
-SLOW = pytest.mark.slow  # each case starts an interpreter that imports torch (about 5 s here): a few stay fast
-
-
-@pytest.mark.parametrize("case", ["out is a file", pytest.param("history.json is a folder", marks=SLOW),
-                                  "files vaelab did not write", pytest.param("huge seed", marks=SLOW), "beta nan",
-                                  pytest.param("lr zero", marks=SLOW), pytest.param("tilde", marks=SLOW),
-                                  pytest.param("no cuda", marks=SLOW), "locked"])
+@pytest.mark.slow  # each case starts an interpreter that imports torch (5 s here); the same in-process below
+@pytest.mark.parametrize("case", ["out is a file", "history.json is a folder", "files vaelab did not write",
+                                  "huge seed", "beta nan", "lr zero", "tilde", "no cuda", "locked"])
 def test_usage_errors_are_one_line_with_the_fix_before_loading_data(tmp_path, no_data, case):
     args, phrases, holder = [], [], None
     (tmp_path / "afile").write_text("mine")
@@ -123,6 +120,28 @@ def test_usage_errors_are_one_line_with_the_fix_before_loading_data(tmp_path, no
                                                                                       str(args) else [])])
 
 
+@pytest.mark.parametrize("argv,status,phrase", [
+    (["train", "--out", "{tmp}/afile"], 2, "is a file, not a folder"),
+    (["train", "--beta", "inf"], 2, "argument --beta: expected a finite number >= 0, got inf"),
+    (["train", "--epochs", "0"], 2, "argument --epochs: expected an integer >= 1, got 0"),
+    (["train", "--device", "tpu"], 2, "unknown device 'tpu'; use --device"),
+    (["evaluate", "{tmp}"], 2, "is a folder; pass the checkpoint file inside it"),
+    (["evaluate", "{tmp}/nan.ckpt"], 1, "NaN or Inf weights"),
+])
+def test_the_same_errors_in_process_for_make_test_fast(tmp_path, capsys, monkeypatch, argv, status, phrase):
+    """What the subprocess tests check, through cli.main (no interpreter start): exit status, one line."""
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "empty"))
+    (tmp_path / "afile").write_text("mine")
+    _checkpoint(tmp_path / "nan.ckpt", poison=True)
+    try:
+        code = cli.main([arg.format(tmp=tmp_path) for arg in argv])
+    except SystemExit as exit:  # argparse's own usage errors
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == status and len(err.strip().splitlines()) == 1 and phrase in err, err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def _checkpoint(path, poison=False):
     torch.manual_seed(0)
     model = vaelab.build_vae(latent_dim=2, hidden_dim=8)
@@ -135,8 +154,8 @@ def _checkpoint(path, poison=False):
     return path
 
 
-@pytest.mark.parametrize("case", [pytest.param("missing", marks=SLOW), pytest.param("folder", marks=SLOW),
-                                  "random bytes", "nan weight", pytest.param("unknown binarization", marks=SLOW)])
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["missing", "folder", "random bytes", "nan weight", "unknown binarization"])
 def test_evaluate_errors_name_the_problem(tmp_path, no_data, case):
     path = tmp_path / "model.ckpt"
     if case == "missing":

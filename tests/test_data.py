@@ -1,10 +1,17 @@
-"""MNIST loading: shapes, ranges, binarizations, missing data."""
+"""MNIST loading: shapes, ranges, binarizations, missing data, a download that hangs, devices.
+
+The tests that read MNIST are marked slow (``make test-fast`` leaves them out)."""
+
+import socket
+import threading
+import time
 
 import pytest
 import torch
 
 import vaelab
 from vaelab import ImageData, load_mnist
+from vaelab.messages import cli_message
 
 
 @pytest.fixture(scope="module")
@@ -12,6 +19,7 @@ def test_split():
     return load_mnist("test", download=False, limit=2000)
 
 
+@pytest.mark.slow
 def test_mnist_test_split_shapes_and_range(test_split):
     assert test_split.images.shape == (2000, 784)
     assert test_split.images.dtype == torch.float32
@@ -19,11 +27,13 @@ def test_mnist_test_split_shapes_and_range(test_split):
     assert set(test_split.labels.unique().tolist()) == set(range(10))
 
 
+@pytest.mark.slow
 def test_full_splits_have_the_published_sizes():
     assert len(load_mnist("train", download=False)) == 60_000
     assert len(load_mnist("test", download=False)) == 10_000
 
 
+@pytest.mark.slow
 def test_dynamic_binarization_draws_fresh_binary_images(test_split):
     data = ImageData(test_split.images[:200], test_split.labels[:200], binarization="dynamic")
     g = torch.Generator().manual_seed(0)
@@ -36,6 +46,7 @@ def test_dynamic_binarization_draws_fresh_binary_images(test_split):
     assert (draws.mean(0) - data.images).abs().max() < 0.15
 
 
+@pytest.mark.slow
 def test_static_binarization_is_fixed_by_the_seed():
     a = load_mnist("test", binarization="static", seed=3, limit=100, download=False)
     b = load_mnist("test", binarization="static", seed=3, limit=100, download=False)
@@ -44,6 +55,7 @@ def test_static_binarization_is_fixed_by_the_seed():
     assert torch.equal(next(a.batches(100, shuffle=False)), a.images)
 
 
+@pytest.mark.slow
 def test_batches_cover_every_example_once(test_split):
     data = test_split.take(1000)
     seen = torch.cat(list(data.batches(128, generator=torch.Generator().manual_seed(0))))
@@ -52,8 +64,54 @@ def test_batches_cover_every_example_once(test_split):
 
 
 def test_missing_data_is_a_clear_error_without_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match="VAELAB_DATA"):
+    with pytest.raises(FileNotFoundError, match="VAELAB_DATA") as info:
         load_mnist("test", root=tmp_path, download=False)
+    # the command line says it in its own terms
+    assert "--data-root" in cli_message(info.value) and "download=True" not in cli_message(info.value)
+
+
+def test_a_download_from_a_server_that_never_answers_ends_with_the_fix(tmp_path, monkeypatch):
+    """A server that accepts the connection and then says nothing: torchvision alone waits forever."""
+    from torchvision.datasets import MNIST
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.getsockname()[1]}/"])
+    monkeypatch.setenv("VAELAB_DOWNLOAD_TIMEOUT", "1")
+    monkeypatch.delenv(vaelab.DATA_ENV, raising=False)
+    tic = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match=r"could not download MNIST .*timed out.*at most 1 s.*VAELAB_DATA"):
+            load_mnist("test", root=tmp_path, download=True)
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        server.close()
+    assert accepted, "the download never reached the silent server"
+    assert time.monotonic() - tic < 30
+    assert socket.getdefaulttimeout() is None  # the process-wide default is restored
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error(tmp_path):
+    device = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    with pytest.raises(ValueError, match=r"(no CUDA GPU is available|does not exist).*'cpu'"):
+        load_mnist("test", root=tmp_path, device=device, download=False)
 
 
 def test_environment_variable_selects_the_root(monkeypatch, tmp_path):

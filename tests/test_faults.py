@@ -94,6 +94,7 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, mo
     assert load_checkpoint(path)["epoch"] == 2
 
 
+@pytest.mark.slow  # SIGKILLed child processes: not in make test-fast
 @pytest.mark.parametrize("epoch", [1, 3])
 @pytest.mark.parametrize("event", EVENTS)
 def test_sigkill_at_every_stage_keeps_a_loadable_checkpoint_and_resume_is_bit_identical(
