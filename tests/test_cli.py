@@ -256,3 +256,19 @@ def test_a_diverged_run_fails_and_ctrl_c_exits_130_keeping_the_checkpoint(tmp_pa
     assert stderr.strip().startswith("interrupted") and "Traceback" not in stderr
     assert "rerun the same command to continue" in stderr
     assert vaelab.load_checkpoint(out / "model.ckpt")["epoch"] >= 2
+
+
+def test_an_unwritable_out_is_refused_before_loading_data(tmp_path, capsys, monkeypatch):
+    """Root ignores chmod here, so the refusal of the write probe is injected (as a read-only
+    file system would refuse it); nothing is loaded, created or left behind."""
+    monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "empty"))
+    (tmp_path / "run").mkdir()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli.tempfile, "mkstemp", refuse)
+    assert cli.main(["train", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: --out {tmp_path / 'run'} is not writable (Permission denied); choose another --out."
+    assert list((tmp_path / "run").iterdir()) == []
