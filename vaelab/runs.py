@@ -334,7 +334,6 @@ class Run:
         test: Any | None,
         settings: TrainingSettings,
         history: Any,
-        *,
         epochs: int,
         checkpoint: str | os.PathLike | None,
         resume: bool,

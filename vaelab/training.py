@@ -172,18 +172,7 @@ def fit(
     train, test = _prepare_data(model, train, test, seed)
     optimizer = make_optimizer(model, lr)
     history = History()
-    with Run(
-        model,
-        optimizer,
-        train,
-        test,
-        settings,
-        history,
-        epochs=epochs,
-        checkpoint=checkpoint,
-        resume=resume,
-        progress=progress,
-    ) as run:
+    with Run(model, optimizer, train, test, settings, history, epochs, checkpoint, resume, progress) as run:
         model.train()
         for epoch in run.epochs():
             for step, x in enumerate(train.batches(batch_size, generator=run.generator)):
