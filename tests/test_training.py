@@ -374,3 +374,21 @@ def test_the_documented_order_of_random_draws_reproduces_fit_bit_for_bit():
     for a, b in zip(by_fit.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
     assert test_elbo == pytest.approx(history.test_elbo[-1], rel=1e-6)
+
+
+def test_a_checkpoint_that_is_not_of_a_training_run_is_not_resumed(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    model = small_model()
+    vaelab.save_checkpoint(ckpt, {"config": model.config.to_dict(), "model": model.state_dict()})
+    with pytest.raises(vaelab.runs.ResumeError, match=r"not of a training run by fit \(it lacks optimizer, epoch"):
+        fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_plain_numbers(tmp_path):
+    import numpy as np
+
+    ckpt = tmp_path / "run.ckpt"
+    fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt,
+        **{**FIT, "seed": np.int64(1)}, lr=np.float32(1e-3))
+    settings = load_checkpoint(ckpt)["run"]  # loaded with weights_only=True: plain numbers only
+    assert type(settings["seed"]) is int and type(settings["lr"]) is float

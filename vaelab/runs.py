@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 import time
 from collections.abc import Iterator
@@ -118,6 +119,16 @@ class TrainingSettings:
         _check_number("lr", self.lr, positive=True)
         for name in ("beta", "kl_warmup_epochs", "free_bits"):
             _check_number(name, getattr(self, name), positive=False)
+        for name, kind in (
+            ("batch_size", int),
+            ("n_samples", int),
+            ("seed", int),
+            ("lr", float),
+            ("beta", float),
+            ("kl_warmup_epochs", float),
+            ("free_bits", float),
+        ):
+            object.__setattr__(self, name, kind(getattr(self, name)))  # plain Python numbers (NumPy's too)
         if self.kl not in KL_ESTIMATORS:
             raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {self.kl!r}.")
 
@@ -133,7 +144,7 @@ class TrainingSettings:
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f">= {low}"
@@ -141,7 +152,7 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
 
 
 def _check_number(name: str, value: object, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
     if not math.isfinite(value) or (value <= 0 if positive else value < 0):
         expected = "a finite number > 0" if positive else "a finite number >= 0"
@@ -227,7 +238,7 @@ def read_resumable(path: Path, map_location: str | torch.device = "cpu") -> tupl
         return None
     try:
         state = load_checkpoint(path, map_location=map_location)
-        check_finite_weights(path, state)
+        _check_resumable(path, state)
         return state, path
     except FileNotFoundError:
         problem = f"{path} is missing"
@@ -236,7 +247,7 @@ def read_resumable(path: Path, map_location: str | torch.device = "cpu") -> tupl
     if previous.is_file():
         try:
             state = load_checkpoint(previous, map_location=map_location)
-            check_finite_weights(previous, state)
+            _check_resumable(previous, state)
             return state, previous
         except ValueError as err:
             problem += f", and the previous one is unusable too ({err})"
@@ -246,6 +257,15 @@ def read_resumable(path: Path, map_location: str | torch.device = "cpu") -> tupl
         "give another checkpoint path.",
         f"cannot resume: {problem}; start over with --restart (the damaged file is replaced) or choose another --out.",
     )
+
+
+def _check_resumable(path: Path, state: dict[str, Any]) -> None:
+    missing = [key for key in ("model", "optimizer", "epoch", "history", "rng") if key not in state]
+    if missing:
+        raise ValueError(
+            f"{path} is a vaelab checkpoint but not of a training run by fit (it lacks {', '.join(missing)})"
+        )
+    check_finite_weights(path, state)
 
 
 # ----------------------------------------------------------------------------- locking
@@ -260,6 +280,7 @@ class checkpoint_lock:
     RunLockedError at once. Where fcntl is missing (Windows) nothing is locked."""
 
     def __init__(self, path: Path | None):
+        self.checkpoint = path
         self.file = None if path is None else str(path.with_name(f".{path.name}.lock"))
 
     def __enter__(self) -> checkpoint_lock:
@@ -280,7 +301,7 @@ class checkpoint_lock:
         except OSError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            checkpoint = self.file.replace(".lock", "").replace(os.sep + ".", os.sep)
+            checkpoint = self.checkpoint
             raise user_error(
                 RunLockedError,
                 f"another process (pid {owner}) is training into {checkpoint} right now; wait for it to "

@@ -170,7 +170,7 @@ def fit(
     check_positive_int("eval_batch_size", eval_batch_size)
     model.to(resolve_device(device))
     train, test = _prepare_data(model, train, test, seed)
-    optimizer = make_optimizer(model, lr)
+    optimizer = make_optimizer(model, settings.lr)  # a plain float: a NumPy one would not load back
     history = History()
     with Run(model, optimizer, train, test, settings, history, epochs, checkpoint, resume, progress) as run:
         model.train()
