@@ -272,3 +272,15 @@ def test_an_unwritable_out_is_refused_before_loading_data(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert err.strip() == f"error: --out {tmp_path / 'run'} is not writable (Permission denied); choose another --out."
     assert list((tmp_path / "run").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_evaluate_a_float64_checkpoint_in_float64(tmp_path, mnist_root):
+    torch.manual_seed(0)
+    model = vaelab.build_vae(latent_dim=2, hidden_dim=8).double()
+    vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": model.config.to_dict(), "model": model.state_dict(),
+                                                 "settings": {"binarization": "static"}})
+    result = run("evaluate", str(tmp_path / "m.ckpt"), "--k", "5", "--limit", "20", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    # an untrained decoder: about -784 log 2 = -543 nats per image
+    assert -700 < float(result.stdout.split("test ELBO:")[1].split()[0]) < -400

@@ -10,6 +10,7 @@ an --out in use by another run), 130 interrupted by Ctrl-C (the last finished ep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -398,6 +399,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     test = load_mnist("test", args.data_root, "none", device, limit=args.limit)
     if binarization in ("dynamic", "static"):
         test = test.fixed_binarization(args.seed)
+    dtype = next(model.parameters()).dtype  # a float64 checkpoint is evaluated in float64
+    test = dataclasses.replace(test, images=test.images.to(dtype))
     torch.manual_seed(args.seed)
     test_elbo = evaluate_elbo(model, test)
     log_px = (
