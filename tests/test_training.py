@@ -392,3 +392,12 @@ def test_numpy_numbers_are_accepted_and_stored_as_plain_numbers(tmp_path):
         **{**FIT, "seed": np.int64(1)}, lr=np.float32(1e-3))
     settings = load_checkpoint(ckpt)["run"]  # loaded with weights_only=True: plain numbers only
     assert type(settings["seed"]) is int and type(settings["lr"]) is float
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_a_checkpoint_path_that_cannot_be_a_file_is_refused_before_training(tmp_path, where):
+    (tmp_path / "file").write_text("mine")
+    path = tmp_path if where == "a folder" else tmp_path / "file" / "run.ckpt"
+    with pytest.raises(ValueError, match="is a folder" if where == "a folder" else "is a file, not a folder"):
+        fit(small_model(), synthetic_data(), epochs=1, checkpoint=path, **FIT)
+    assert (tmp_path / "file").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

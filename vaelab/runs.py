@@ -259,6 +259,26 @@ def read_resumable(path: Path, map_location: str | torch.device = "cpu") -> tupl
     )
 
 
+def _check_checkpoint_path(path: Path) -> None:
+    """Before any training: the checkpoint path can be a file (not a folder, not under a file)."""
+    if path.is_dir():
+        raise user_error(
+            ValueError,
+            f"checkpoint={str(path)!r} is a folder; pass a file path such as {str(path / 'model.ckpt')!r}.",
+            f"{path} is a folder; choose another --out.",
+        )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise user_error(
+            ValueError,
+            f"checkpoint={str(path)!r} cannot be written: {parent} is a file, not a "
+            "folder; pass another checkpoint path.",
+            f"{path} cannot be written: {parent} is a file; choose another --out.",
+        )
+
+
 def _check_resumable(path: Path, state: dict[str, Any]) -> None:
     missing = [key for key in ("model", "optimizer", "epoch", "history", "rng") if key not in state]
     if missing:
@@ -380,6 +400,8 @@ class Run:
     # -- entering and leaving
 
     def __enter__(self) -> Run:
+        if self.checkpoint is not None:
+            _check_checkpoint_path(self.checkpoint)
         self._lock.__enter__()
         try:
             found = None
