@@ -24,6 +24,8 @@ it was.
   closed-form KL, (batch,); checked statistically and for gradient flow to the encoder.
 * ``check_iwae_bound(fn)``: fn(log_weights: (k, batch)) -> log (1/k) sum_i exp(log_w_i), (batch,).
 * ``check_slerp(fn)``: fn(z_a, z_b, t) -> spherical interpolation between two codes, (steps, d).
+* ``check_gradient_snr(fn)``: fn(grads: (M, n_params)) -> |mean| / std over the M draws of each
+  parameter, (n_params,) (Rainforth et al. 2018's signal-to-noise ratio).
 
 Layout: ``_runner.py`` holds ``CheckResult``, ``summary`` and the helpers a check is built from
 (``run_check``, ``Runner``, ``Failure``, ``as_output``, ``compare``, ``grad_check``, ...); each
@@ -49,6 +51,7 @@ from .effective_sample_size import check_effective_sample_size
 from .elbo import check_elbo
 from .free_bits import check_free_bits_kl
 from .gaussian_log_likelihood import check_gaussian_log_likelihood
+from .gradient_snr import check_gradient_snr
 from .iwae_bound import check_iwae_bound
 from .kl_standard_normal import check_kl_standard_normal
 from .reparameterize import check_reparameterize
@@ -65,5 +68,6 @@ __all__ = [
     "check_slerp",
     "check_effective_sample_size",
     "check_free_bits_kl",
+    "check_gradient_snr",
     "summary",
 ]
