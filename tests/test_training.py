@@ -401,3 +401,14 @@ def test_a_checkpoint_path_that_cannot_be_a_file_is_refused_before_training(tmp_
     with pytest.raises(ValueError, match="is a folder" if where == "a folder" else "is a file, not a folder"):
         fit(small_model(), synthetic_data(), epochs=1, checkpoint=path, **FIT)
     assert (tmp_path / "file").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_load_model_takes_auto_and_refuses_a_config_it_cannot_build(tmp_path):
+    model = small_model()
+    vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": {**model.config.to_dict(), "flows": 3},
+                                                 "model": model.state_dict()})
+    with pytest.raises(ValueError, match=r"records a model config this vaelab cannot build \(.*flows"):
+        load_model(tmp_path / "m.ckpt", device="auto")
+    vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": model.config.to_dict(), "model": model.state_dict()})
+    loaded, _ = load_model(tmp_path / "m.ckpt", device="auto")
+    assert next(loaded.parameters()).device == vaelab.resolve_device("auto")

@@ -24,6 +24,8 @@ from typing import IO, Any
 
 import torch
 
+from .devices import resolve_device
+from .messages import user_error
 from .model import VAE, VAEConfig, build_vae
 
 __all__ = [
@@ -232,13 +234,24 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     Returns (model in eval mode on ``device``, in the dtype its weights were saved in; the
     checkpoint dict). Raises ValueError for a damaged checkpoint or one holding NaN/Inf weights.
     """
+    device = resolve_device(device)
     state = load_checkpoint(path, map_location=device)
     if not state.get("config"):
-        raise ValueError(
+        raise user_error(
+            ValueError,
             f"{path} holds a custom model without a config; build it yourself and "
-            "call vaelab.restore_model(model, vaelab.load_checkpoint(path))."
+            "call vaelab.restore_model(model, vaelab.load_checkpoint(path)).",
+            f"{path} holds a custom model without a config; the command line evaluates only models built by "
+            "vaelab.build_vae (python -m vaelab train): evaluate this one in Python.",
         )
+    try:
+        config = VAEConfig(**state["config"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path} records a model config this vaelab cannot build ({err}); it was written by "
+            "another version of vaelab."
+        ) from None
     check_finite_weights(path, state)
-    model = build_vae(VAEConfig(**state["config"])).to(device=device, dtype=stored_dtype(state))
+    model = build_vae(config).to(device=device, dtype=stored_dtype(state))
     restore_model(model, state)
     return model.eval(), state
