@@ -26,6 +26,8 @@ it was.
 * ``check_slerp(fn)``: fn(z_a, z_b, t) -> spherical interpolation between two codes, (steps, d).
 * ``check_gradient_snr(fn)``: fn(grads: (M, n_params)) -> |mean| / std over the M draws of each
   parameter, (n_params,) (Rainforth et al. 2018's signal-to-noise ratio).
+* ``check_planar_log_det(fn)``: fn(z, u_hat, w, b) -> log |det df/dz| of the planar map
+  f(z) = z + u_hat tanh(w^T z + b), (batch,) (chapter 11).
 
 Layout: ``_runner.py`` holds ``CheckResult``, ``summary`` and the helpers a check is built from
 (``run_check``, ``Runner``, ``Failure``, ``as_output``, ``compare``, ``grad_check``, ...); each
@@ -52,6 +54,7 @@ from .elbo import check_elbo
 from .free_bits import check_free_bits_kl
 from .gaussian_log_likelihood import check_gaussian_log_likelihood
 from .gradient_snr import check_gradient_snr
+from .planar_log_det import check_planar_log_det
 from .iwae_bound import check_iwae_bound
 from .kl_standard_normal import check_kl_standard_normal
 from .reparameterize import check_reparameterize
@@ -69,5 +72,6 @@ __all__ = [
     "check_effective_sample_size",
     "check_free_bits_kl",
     "check_gradient_snr",
+    "check_planar_log_det",
     "summary",
 ]
