@@ -28,21 +28,29 @@ from .validation import check_positive_int
 __all__ = ["ConditionalVAE", "ConditionedVAE", "one_hot_labels", "build_conditional_vae"]
 
 
-def one_hot_labels(y: object, n_classes: int, batch: int | None = None,
-                   device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def one_hot_labels(
+    y: object,
+    n_classes: int,
+    batch: int | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """onehot(y) as floats: (n_classes,) for an int or 0-d y, (batch, n_classes) for y: (batch,).
 
     Checks y: integers in 0..n_classes-1, one per example (``batch`` rows when given), on ``device``.
     """
     if isinstance(y, bool) or not isinstance(y, (int, torch.Tensor)):
-        raise TypeError(f"y must be an int or an integer torch.Tensor of labels, got {type(y).__name__}; "
-                        "use y = data.labels[:len(x)] or y = 3.")
+        raise TypeError(
+            f"y must be an int or an integer torch.Tensor of labels, got {type(y).__name__}; "
+            "use y = data.labels[:len(x)] or y = 3."
+        )
     y = torch.as_tensor(y, device=device)
     if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
         raise TypeError(f"y must hold integer labels, got dtype {y.dtype}; convert with y.long().")
     if y.dim() > 1:
-        raise ValueError(f"y must be an int or a (batch,) tensor of labels, got shape {tuple(y.shape)}; "
-                         "flatten it with y.view(-1).")
+        raise ValueError(
+            f"y must be an int or a (batch,) tensor of labels, got shape {tuple(y.shape)}; flatten it with y.view(-1)."
+        )
     if y.dim() == 1 and batch is not None and len(y) != batch:
         raise ValueError(f"y has {len(y)} labels but x has {batch} rows; pass one label per row of x.")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
@@ -67,9 +75,11 @@ class LabelledNetwork(nn.Module):
         self.n_classes = n_classes
         width = getattr(net, width_attr, None)
         if not isinstance(width, int) or width <= n_classes:
-            raise ValueError(f"the {'encoder' if width_attr == 'input_dim' else 'decoder'} must take "
-                             f"{width_attr} = data size + n_classes (> {n_classes}), got {width_attr}={width!r}; "
-                             f"build it with {width_attr} widened by n_classes={n_classes}.")
+            raise ValueError(
+                f"the {'encoder' if width_attr == 'input_dim' else 'decoder'} must take "
+                f"{width_attr} = data size + n_classes (> {n_classes}), got {width_attr}={width!r}; "
+                f"build it with {width_attr} widened by n_classes={n_classes}."
+            )
         setattr(self, width_attr, width - n_classes)
         if hasattr(net, "latent_dim") and width_attr == "input_dim":
             self.latent_dim = net.latent_dim
@@ -116,10 +126,12 @@ class ConditionedVAE(nn.Module):
 
     def _check_rows(self, name: str, rows: int) -> None:
         if self.y_onehot.dim() == 2 and len(self.y_onehot) != rows:
-            raise ValueError(f"{name} has {rows} rows but this view holds {len(self.y_onehot)} labels; "
-                             f"call model.given(y) with one label per row of {name}, or with one int (functions that "
-                             "split x into batches, like log_likelihood_estimate: one label at a time, "
-                             "model.given(c) on x[y == c]).")
+            raise ValueError(
+                f"{name} has {rows} rows but this view holds {len(self.y_onehot)} labels; "
+                f"call model.given(y) with one label per row of {name}, or with one int (functions that "
+                "split x into batches, like log_likelihood_estimate: one label at a time, "
+                "model.given(c) on x[y == c])."
+            )
 
     def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
         """q(z|x, y) for x: (batch, D)."""
@@ -133,14 +145,15 @@ class ConditionedVAE(nn.Module):
         return self.decoder(z)
 
     @torch.no_grad()
-    def sample(self, n: int | None = None, mean: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int | None = None, mean: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images from p(x|y): z ~ p(z), then E[x|z, y] (mean=True) or x ~ p(x|z, y). One per label
         when the view holds a (batch,) of labels (n must then be None or batch), else n of them."""
         rows = len(self.y_onehot) if self.y_onehot.dim() == 2 else n
         if rows is None or (n is not None and n != rows):
-            raise ValueError(f"n must be given for a single label and equal the number of labels "
-                             f"otherwise, got n={n!r} for {self.y_onehot.shape[0] if rows else 1} label(s).")
+            raise ValueError(
+                f"n must be given for a single label and equal the number of labels "
+                f"otherwise, got n={n!r} for {self.y_onehot.shape[0] if rows else 1} label(s)."
+            )
         params = self.decode(self.prior.sample(check_positive_int("n", rows), generator=generator))
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
 
@@ -155,8 +168,14 @@ class ConditionalVAE(nn.Module):
     objective accepts: ``vaelab.elbo(model.given(y), x)``.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, n_classes: int = 10,
-                 prior: StandardNormalPrior | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        n_classes: int = 10,
+        prior: StandardNormalPrior | None = None,
+    ) -> None:
         super().__init__()
         self.n_classes = check_positive_int("n_classes", n_classes)
         self.encoder = LabelledNetwork(encoder, n_classes, "input_dim")
@@ -164,8 +183,10 @@ class ConditionalVAE(nn.Module):
         self.likelihood = likelihood
         latent_dim = self.decoder.latent_dim
         if getattr(encoder, "latent_dim", latent_dim) != latent_dim:
-            raise ValueError(f"the encoder's latent_dim ({encoder.latent_dim}) must equal the decoder's latent_dim "
-                             f"minus n_classes ({latent_dim}); build the decoder with latent_dim + n_classes inputs.")
+            raise ValueError(
+                f"the encoder's latent_dim ({encoder.latent_dim}) must equal the decoder's latent_dim "
+                f"minus n_classes ({latent_dim}); build the decoder with latent_dim + n_classes inputs."
+            )
         self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
         param = next(self.parameters(), None)
         if param is not None:
@@ -185,8 +206,9 @@ class ConditionalVAE(nn.Module):
         return ConditionedVAE(self, one_hot_labels(y, self.n_classes, device=param.device, dtype=param.dtype))
 
 
-def build_conditional_vae(latent_dim: int = 20, hidden_dim: int = 400, input_dim: int = 784,
-                          n_classes: int = 10) -> ConditionalVAE:
+def build_conditional_vae(
+    latent_dim: int = 20, hidden_dim: int = 400, input_dim: int = 784, n_classes: int = 10
+) -> ConditionalVAE:
     """The MLP conditional VAE with a Bernoulli likelihood: (input_dim + n_classes)-hidden_dim-latent_dim
     encoder and (latent_dim + n_classes)-hidden_dim-input_dim decoder, ReLU, like ``build_vae``'s MLP."""
     check_positive_int("n_classes", n_classes)

@@ -80,32 +80,67 @@ def check_planar_log_det(
     """
     g = torch.Generator().manual_seed(20261)
     cases: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, float]] = [
-        ("d=1: z=[[0.0], [1.0]], u_hat=[0.5], w=[2.0], b=0.0",
-         torch.tensor([[0.0], [1.0]], dtype=F64), torch.tensor([0.5], dtype=F64), torch.tensor([2.0], dtype=F64), 0.0),
-        ("d=2, batch=4: random z ~ N(0, 1), u_hat, w ~ N(0, 1), b=0.3",
-         torch.randn(4, 2, generator=g, dtype=F64), torch.randn(2, generator=g, dtype=F64),
-         torch.randn(2, generator=g, dtype=F64), 0.3),
-        ("d=5, batch=6: random, b=-1.2",
-         torch.randn(6, 5, generator=g, dtype=F64), torch.randn(5, generator=g, dtype=F64),
-         torch.randn(5, generator=g, dtype=F64), -1.2),
-        ("d=2: z far from the origin (~N(3, 1)), b=2.0",
-         3 + torch.randn(5, 2, generator=g, dtype=F64), torch.tensor([0.7, -0.2], dtype=F64),
-         torch.tensor([0.4, 0.9], dtype=F64), 2.0),
-        ("w^T u_hat = -3 < -1, so the determinant is negative near w^T z + b = 0: z=[[0, 0], [0.1, -0.1], [2, 2]]",
-         torch.tensor([[0.0, 0.0], [0.1, -0.1], [2.0, 2.0]], dtype=F64), torch.tensor([-1.5, -1.5], dtype=F64),
-         torch.tensor([1.0, 1.0], dtype=F64), 0.0),
-        ("square input: z of shape (3, 3), random",
-         torch.randn(3, 3, generator=g, dtype=F64), torch.randn(3, generator=g, dtype=F64),
-         torch.randn(3, generator=g, dtype=F64), 0.5),
-        ("float32: d=3, batch=5, random",
-         torch.randn(5, 3, generator=g), torch.randn(3, generator=g), torch.randn(3, generator=g), -0.4),
+        (
+            "d=1: z=[[0.0], [1.0]], u_hat=[0.5], w=[2.0], b=0.0",
+            torch.tensor([[0.0], [1.0]], dtype=F64),
+            torch.tensor([0.5], dtype=F64),
+            torch.tensor([2.0], dtype=F64),
+            0.0,
+        ),
+        (
+            "d=2, batch=4: random z ~ N(0, 1), u_hat, w ~ N(0, 1), b=0.3",
+            torch.randn(4, 2, generator=g, dtype=F64),
+            torch.randn(2, generator=g, dtype=F64),
+            torch.randn(2, generator=g, dtype=F64),
+            0.3,
+        ),
+        (
+            "d=5, batch=6: random, b=-1.2",
+            torch.randn(6, 5, generator=g, dtype=F64),
+            torch.randn(5, generator=g, dtype=F64),
+            torch.randn(5, generator=g, dtype=F64),
+            -1.2,
+        ),
+        (
+            "d=2: z far from the origin (~N(3, 1)), b=2.0",
+            3 + torch.randn(5, 2, generator=g, dtype=F64),
+            torch.tensor([0.7, -0.2], dtype=F64),
+            torch.tensor([0.4, 0.9], dtype=F64),
+            2.0,
+        ),
+        (
+            "w^T u_hat = -3 < -1, so the determinant is negative near w^T z + b = 0: z=[[0, 0], [0.1, -0.1], [2, 2]]",
+            torch.tensor([[0.0, 0.0], [0.1, -0.1], [2.0, 2.0]], dtype=F64),
+            torch.tensor([-1.5, -1.5], dtype=F64),
+            torch.tensor([1.0, 1.0], dtype=F64),
+            0.0,
+        ),
+        (
+            "square input: z of shape (3, 3), random",
+            torch.randn(3, 3, generator=g, dtype=F64),
+            torch.randn(3, generator=g, dtype=F64),
+            torch.randn(3, generator=g, dtype=F64),
+            0.5,
+        ),
+        (
+            "float32: d=3, batch=5, random",
+            torch.randn(5, 3, generator=g),
+            torch.randn(3, generator=g),
+            torch.randn(3, generator=g),
+            -0.4,
+        ),
     ]
 
     def body(r: Runner) -> None:
         for desc, z, u_hat, w, b in cases + [
-            ("batch of one: z=[[0.2, -0.4]], u_hat=[1, 0.5], w=[0.3, 0.8], b=0.1",
-             torch.tensor([[0.2, -0.4]], dtype=F64), torch.tensor([1.0, 0.5], dtype=F64),
-             torch.tensor([0.3, 0.8], dtype=F64), 0.1)]:
+            (
+                "batch of one: z=[[0.2, -0.4]], u_hat=[1, 0.5], w=[0.3, 0.8], b=0.1",
+                torch.tensor([[0.2, -0.4]], dtype=F64),
+                torch.tensor([1.0, 0.5], dtype=F64),
+                torch.tensor([0.3, 0.8], dtype=F64),
+                0.1,
+            )
+        ]:
             case = r.case(desc)
             before = (z.clone(), u_hat.clone(), w.clone())
             out = as_output(r.call(case, z, u_hat, w, b), case, (z.shape[0],), "d (dim 1)", "batch", z.shape[1], 1)
