@@ -136,10 +136,17 @@ class ImageData:
         return replace(self, images=self.images[:n], labels=self.labels[:n])
 
     def batches(
-        self, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None, drop_last: bool = False
-    ) -> Iterator[torch.Tensor]:
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+        labels: bool = False,
+    ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (batch, D) tensors covering the split once; ``generator`` (on the data's
-        device) drives the shuffle and the dynamic binarization, for reproducibility."""
+        device) drives the shuffle and the dynamic binarization, for reproducibility.
+        labels=True yields (images, labels) pairs, labels (batch,) int64, for conditional models;
+        the random draws are the same as without labels."""
         check_positive_int("batch_size", batch_size)
         n = len(self)
         order = torch.randperm(n, device=self.device, generator=generator) if shuffle else None
@@ -151,7 +158,15 @@ class ImageData:
                 batch = self.images.index_select(0, order[start : start + batch_size])  # faster than [idx]
             if self.binarization == "dynamic":
                 batch = torch.bernoulli(batch, generator=generator)
-            yield batch
+            if labels:
+                y = (
+                    self.labels[start : start + batch_size]
+                    if order is None
+                    else self.labels[order[start : start + batch_size]]
+                )
+                yield batch, y
+            else:
+                yield batch
 
     def fixed_binarization(self, seed: int = 0) -> ImageData:
         """A statically binarized copy (one Bernoulli draw per pixel with ``seed``)."""

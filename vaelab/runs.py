@@ -111,6 +111,7 @@ class TrainingSettings:
     n_samples: int = 1
     kl: str = "analytic"
     seed: int = 0
+    objective: str = "elbo"  # "elbo", or an IWAEObjective's describe(), e.g. "iwae(k=5, estimator=dreg)"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "n_samples"):
@@ -131,6 +132,8 @@ class TrainingSettings:
             object.__setattr__(self, name, kind(getattr(self, name)))  # plain Python numbers (NumPy's too)
         if self.kl not in KL_ESTIMATORS:
             raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {self.kl!r}.")
+        if not isinstance(self.objective, str) or not self.objective:
+            raise TypeError(f"objective must be a non-empty name, got {self.objective!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,7 @@ import torch
 
 from .data import ImageData
 from .devices import resolve_device
+from .estimators import IWAEObjective
 from .model import VAE
 from .objectives import elbo, training_loss
 from .runs import NonFiniteLossError, Run, TrainingDivergedError, TrainingSettings
@@ -27,7 +28,11 @@ __all__ = ["fit", "History", "NonFiniteLossError", "TrainingDivergedError", "eva
 @dataclass
 class History:
     """Per-epoch record, all in nats per image (summed over pixels). ``test_elbo`` is NaN in
-    epochs without a test set (``to_json`` writes it as null)."""
+    epochs without a test set (``to_json`` writes it as null).
+
+    The train columns are the ELBO and its parts, averaged over the epoch's steps, whatever the
+    objective: with ``objective=IWAEObjective(k)`` they are the ELBO estimated from the same k draws
+    as each step (mean_i log w_i, the KL by Monte Carlo), not the L_k >= ELBO the step maximizes."""
 
     epoch: list[int] = field(default_factory=list)
     examples_seen: list[int] = field(default_factory=list)
@@ -90,19 +95,34 @@ def _fused_adam_devices() -> list[str]:
         return ["cuda"]
 
 
+def _conditional(model: torch.nn.Module) -> bool:
+    """A conditional model has ``given(y)``: the VAE-like view of p(x|z, y) q(z|x, y) for labels y."""
+    return callable(getattr(model, "given", None))
+
+
+def _view(model: VAE, data: ImageData) -> VAE:
+    """The model as the checks see it: itself, or a conditional model given the first label."""
+    return model.given(data.labels[:1].to(next(model.parameters()).device)) if _conditional(model) else model
+
+
 @torch.no_grad()
 def evaluate_elbo(model: VAE, data: ImageData, batch_size: int = 1000) -> float:
     """Mean ELBO over ``data`` (one reparameterized sample, closed-form KL), nats per image.
 
-    ``data`` is checked first (an ImageData that fits the model, in the likelihood's support)."""
+    ``data`` is checked first (an ImageData that fits the model, in the likelihood's support).
+    A conditional model (one with ``given(y)``) is evaluated as ``model.given(y)`` on each batch's labels."""
     check_positive_int("batch_size", batch_size)
-    check_dataset("data", data, model)
-    check_model_input(model, data.images[:1])  # the model's device and dtype
+    check_dataset("data", data, _view(model, data))
+    check_model_input(_view(model, data), data.images[:1])  # the model's device and dtype
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=data.device)
-    for x in data.batches(batch_size, shuffle=False):
-        total += elbo(model, x, validate=False).elbo.sum()
+    if _conditional(model):
+        for x, y in data.batches(batch_size, shuffle=False, labels=True):
+            total += elbo(model.given(y), x, validate=False).elbo.sum()
+    else:
+        for x in data.batches(batch_size, shuffle=False):
+            total += elbo(model, x, validate=False).elbo.sum()
     model.train(was_training)
     return total.item() / len(data)
 
@@ -120,6 +140,7 @@ def fit(
     free_bits: float = 0.0,
     n_samples: int = 1,
     kl: str = "analytic",
+    objective: str | IWAEObjective = "elbo",
     device: str | torch.device = "auto",
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
@@ -144,6 +165,13 @@ def fit(
     A test set binarized "dynamic" is fixed once (seed) so test ELBOs are comparable.
     Raises NonFiniteLossError (a NaN/Inf loss or weights) or TrainingDivergedError (a train ELBO
     100 times worse than the untrained model's), naming the epoch and the last good checkpoint.
+    objective: "elbo" (the above), or ``vaelab.estimators.IWAEObjective(k, estimator)``: each step
+    then maximizes the importance-weighted bound L_k with the gradient estimator "reparam" (Burda et
+    al.), "dreg" (Tucker et al.) or "stl" (biased for k > 1); beta, kl_warmup_epochs, free_bits,
+    n_samples and kl belong to the ELBO and must keep their defaults. The objective is a setting of
+    the run (compared on resume). The history's train columns stay the ELBO (see ``History``).
+    A conditional model (one with a ``given(y)`` method, e.g. ``vaelab.conditional``) is trained as
+    ``model.given(y)`` with the labels y of each batch, and evaluated the same way.
 
     Random draws (the contract a hand-written loop can rely on to reproduce fit bit for bit on
     CPU): fit calls ``torch.manual_seed(seed)`` and seeds a ``torch.Generator(device)`` with
@@ -151,7 +179,8 @@ def fit(
     in this order: ``torch.randperm(len(train), generator=generator)`` (the shuffle), and for
     each minibatch of ``batch_size`` consecutive shuffled indices, first, for a "dynamic" train
     set, ``torch.bernoulli(batch, generator=generator)``, then the reparameterization noise of
-    ``elbo(model, x, n_samples, kl)`` from torch's global generator; after the epoch's last step,
+    ``elbo(model, x, n_samples, kl)`` (or of the IWAE objective, k draws) from torch's global
+    generator (the labels of a conditional model draw nothing); after the epoch's last step,
     ``evaluate_elbo(model, test, eval_batch_size)`` draws its noise from the global generator
     too. A dynamic test set is binarized before all of this by ``test.fixed_binarization(seed)``
     (its own generator). The optimizer is ``torch.optim.Adam(lr=lr)``, fused on CPU and CUDA.
@@ -165,6 +194,7 @@ def fit(
         n_samples=n_samples,
         kl=kl,
         seed=seed,
+        objective=_check_objective(objective, beta, kl_warmup_epochs, free_bits, n_samples, kl),
     )
     check_positive_int("epochs", epochs)
     check_positive_int("eval_batch_size", eval_batch_size)
@@ -172,13 +202,18 @@ def fit(
     train, test = _prepare_data(model, train, test, seed)
     optimizer = make_optimizer(model, settings.lr)  # a plain float: a NumPy one would not load back
     history = History()
+    conditional = _conditional(model)
     with Run(model, optimizer, train, test, settings, history, epochs, checkpoint, resume, progress) as run:
         model.train()
         for epoch in run.epochs():
-            for step, x in enumerate(train.batches(batch_size, generator=run.generator)):
+            for step, batch in enumerate(train.batches(batch_size, generator=run.generator, labels=conditional)):
+                x, m = (batch[0], model.given(batch[1])) if conditional else (batch, model)
                 optimizer.zero_grad(set_to_none=True)
-                terms = elbo(model, x, n_samples=n_samples, kl=kl, validate=False)
-                loss = training_loss(terms, run.kl_weight(epoch, step), free_bits)
+                if objective == "elbo":
+                    terms = elbo(m, x, n_samples=n_samples, kl=kl, validate=False)
+                    loss = training_loss(terms, run.kl_weight(epoch, step), free_bits)
+                else:  # an IWAEObjective: -mean L_k with its gradient estimator, and the ELBO's parts
+                    loss, terms = objective(m, x)
                 loss.backward()
                 optimizer.step()
                 run.record_step(epoch, step, loss, terms)
@@ -194,10 +229,38 @@ def _prepare_data(
 ) -> tuple[ImageData, ImageData | None]:
     """Check both splits, move them to the model's device, and binarize a dynamic test set once."""
     device = next(model.parameters()).device
-    check_dataset("train", train, model)
+    check_dataset("train", train, _view(model, train))
     if test is not None:
-        check_dataset("test", test, model)
+        check_dataset("test", test, _view(model, test))
         test = test.to(device)
         if test.binarization == "dynamic":
             test = test.fixed_binarization(seed)
     return train.to(device), test
+
+
+def _check_objective(
+    objective: object, beta: float, kl_warmup_epochs: float, free_bits: float, n_samples: int, kl: str
+) -> str:
+    """The objective's name for the run's settings; an IWAE objective refuses the ELBO's options."""
+    if isinstance(objective, IWAEObjective):
+        elbo_options = {
+            "beta": (beta, 1.0),
+            "kl_warmup_epochs": (kl_warmup_epochs, 0.0),
+            "free_bits": (free_bits, 0.0),
+            "n_samples": (n_samples, 1),
+            "kl": (kl, "analytic"),
+        }
+        changed = [f"{name}={value!r}" for name, (value, default) in elbo_options.items() if value != default]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} shape the ELBO's terms, which the importance-weighted objective "
+                f"{objective.describe()} does not have; leave them at their defaults, or train with "
+                "objective='elbo'."
+            )
+        return objective.describe()
+    if objective != "elbo":
+        raise ValueError(
+            f"objective must be 'elbo' or a vaelab.estimators.IWAEObjective, got {objective!r}; e.g. "
+            "objective=vaelab.estimators.IWAEObjective(k=5, estimator='dreg')."
+        )
+    return "elbo"
