@@ -248,3 +248,20 @@ def test_reference_of_parallel_codes_is_the_straight_line():
     t = torch.linspace(0, 1, 4, dtype=torch.float64)
     for z_b in (z, 3 * z):
         torch.testing.assert_close(slerp_reference(z, z_b, t), (1 - t[:, None]) * z + t[:, None] * z_b)
+
+
+def test_arbitrary_exception_is_reported_with_its_line():
+    def broken(z_a, z_b, t):
+        return torch.ones(2, 3) @ torch.ones(1000, 3)  # a shape error inside the student's code
+
+    result = checks.check_slerp(broken)
+    assert not result
+    assert "RuntimeError" in result.message and "in broken, line" in result.message
+
+
+def test_nan_output_fails_cleanly_with_the_nan_hint():
+    def nan(z_a, z_b, t):
+        return torch.full((len(t), len(z_a)), float("nan"), dtype=z_a.dtype)
+
+    result = checks.check_slerp(nan)
+    assert not result and "NaN or inf" in result.message
