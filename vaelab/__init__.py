@@ -9,7 +9,10 @@ and ``kl`` keep the book's names importable (``kl`` adds the Monte Carlo KL).
 Around them: ``evaluation`` (log p(x) over a data set, with the fast, exact shortcut of
 ``bernoulli_mlp`` for the MLP decoder with a Bernoulli likelihood), ``validation`` (the checks of
 the public entry points), ``linear_gaussian`` (the exact model), ``data`` (MNIST), ``training``
-(fit), ``checkpoint``, ``diagnostics``, ``plots``, ``gradients``, ``autoencoder`` and ``checks``
+(fit: the loop a student reads), ``runs`` (its conveniences: checkpoints, resume and the comparison of
+runs, RNG state, divergence guards, locking), ``messages``, ``estimators`` (the IWAE training loss and
+its gradient estimators, gradient signal-to-noise), ``conditional`` (the conditional VAE),
+``flows`` (planar flows on q(z|x)), ``checkpoint``, ``diagnostics``, ``plots``, ``gradients``, ``autoencoder`` and ``checks``
 (homework checks).
 """
 
@@ -30,7 +33,7 @@ from .objectives import ELBOTerms, elbo, iwae_bound, log_importance_weights, tra
 from .prior import StandardNormalPrior, standard_normal_log_prob
 from .recognition import ConvEncoder, MLPEncoder
 from .reparameterize import reparameterize
-from .training import History, NonFiniteLossError, evaluate_elbo, fit
+from .training import History, NonFiniteLossError, TrainingDivergedError, evaluate_elbo, fit
 
 __version__ = "0.1.0"
 
@@ -43,7 +46,7 @@ __all__ = [
     "kl_standard_normal", "latent_summary", "load_checkpoint", "load_mnist", "load_model",
     "log_importance_weights", "log_likelihood_estimate", "rate_distortion", "reparameterize",
     "resolve_device", "restore_model", "save_checkpoint", "standard_normal_log_prob",
-    "training_loss", "verify_mnist_files", "quick_mode", "setup",
+    "training_loss", "verify_mnist_files", "quick_mode", "setup", "TrainingDivergedError",
 ]
 
 

@@ -23,6 +23,8 @@ it was.
 * ``check_elbo(fn)``: fn(model, x) -> one-sample reparameterized ELBO estimate with the
   closed-form KL, (batch,); checked statistically and for gradient flow to the encoder.
 * ``check_iwae_bound(fn)``: fn(log_weights: (k, batch)) -> log (1/k) sum_i exp(log_w_i), (batch,).
+* ``check_autoencoder_loss(fn)``: fn(x, logits) -> binary cross-entropy of grey pixels from the
+  logits, summed over pixels, (batch,) (chapter 2's reconstruction loss).
 * ``check_slerp(fn)``: fn(z_a, z_b, t) -> spherical interpolation between two codes, (steps, d).
 * ``check_gradient_snr(fn)``: fn(grads: (M, n_params)) -> |mean| / std over the M draws of each
   parameter, (n_params,) (Rainforth et al. 2018's signal-to-noise ratio).
@@ -48,6 +50,7 @@ To add a check ``check_<name>``:
 from __future__ import annotations
 
 from ._runner import CheckResult, summary
+from .autoencoder_loss import check_autoencoder_loss
 from .bernoulli_log_likelihood import check_bernoulli_log_likelihood
 from .effective_sample_size import check_effective_sample_size
 from .elbo import check_elbo
@@ -69,6 +72,7 @@ __all__ = [
     "check_elbo",
     "check_iwae_bound",
     "check_slerp",
+    "check_autoencoder_loss",
     "check_effective_sample_size",
     "check_free_bits_kl",
     "check_gradient_snr",
