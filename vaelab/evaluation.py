@@ -48,8 +48,8 @@ def _mlp_bernoulli_bound(model: VAE, x: torch.Tensor, k: int, chunk_size: int | 
     q = model.posterior(x)
     total = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
     for start in range(0, k, chunk_size):
-        z = q.rsample(min(chunk_size, k - start), generator)
-        log_w = log_likelihood(z) + model.prior.log_prob(z) - q.log_prob(z)
+        z, log_q = q.rsample_with_log_prob(min(chunk_size, k - start), generator)  # any q(z|x): also a flow
+        log_w = log_likelihood(z) + model.prior.log_prob(z) - log_q
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
     return total - math.log(k)
 

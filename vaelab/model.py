@@ -121,8 +121,10 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
-        """q(z|x) for x: (batch, D), an object with ``rsample`` and ``log_prob``."""
-        return DiagonalGaussian(*self.encoder(x))
+        """q(z|x) for x: (batch, D): the encoder's own ``posterior(x)`` where it has one (a flow,
+        ``vaelab.flows.PlanarFlowEncoder``), else the diagonal Gaussian of its (mu, logvar)."""
+        own = getattr(self.encoder, "posterior", None)
+        return own(x) if own is not None else DiagonalGaussian(*self.encoder(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for z: (..., latent_dim) -> (..., D)."""

@@ -6,7 +6,9 @@ ELBO (chapter 3):  L(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x).
 IWAE (chapter 8):  L_k(x) = E[log (1/k) sum_i w_i],  w_i = p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x);
                    L_1 = ELBO <= L_k <= L_{k+1} -> log p(x) as k -> infinity (Burda et al. 2015).
 
-``model`` is a ``vaelab.VAE``: ``model.posterior(x)`` is q(z|x) (with ``rsample`` and ``log_prob``),
+``model`` is a ``vaelab.VAE``: ``model.posterior(x)`` is q(z|x), a swappable piece: anything with
+``rsample_with_log_prob(n, generator) -> (z, log q(z|x))`` (the diagonal Gaussian, or a flow from
+``vaelab.flows``), plus ``rsample`` and ``kl_per_dimension`` where the closed-form KL exists;
 ``model.decode(z)`` the parameters of p(x|z), ``model.likelihood.log_prob(x, params)`` log p(x|z) and
 ``model.prior.log_prob(z)`` log p(z). The data are checked once, here (``validate=False`` skips it).
 """
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .recognition import gaussian_log_density
+from .recognition import DiagonalGaussian, gaussian_log_density
 from .validation import check_model_input, check_nonnegative, check_positive_int
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ class ELBOTerms(NamedTuple):
     """Per-example parts of the ELBO, in nats: reconstruction = E_q[log p(x|z)] (Monte Carlo over the
     samples drawn), kl = KL(q(z|x) || p(z)), elbo = reconstruction - kl, each (batch,); kl_per_dim
     (batch, latent_dim) is the KL of each latent dimension, with kl = kl_per_dim.sum(-1) (both closed-form,
-    or both Monte Carlo with the same samples)."""
+    or both Monte Carlo with the same samples); (batch, 1) for a q that does not factorize (a flow)."""
 
     reconstruction: torch.Tensor
     kl: torch.Tensor
@@ -47,7 +49,9 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic", 
     """The ELBO of each example of x: (batch, D), with its parts (see ``ELBOTerms``).
 
     n_samples: reparameterized samples z ~ q(z|x) for the reconstruction term (and for the KL when
-    kl="mc"). kl: "analytic" (closed form) or "mc" (Monte Carlo with the same samples).
+    kl="mc"). kl: "analytic" (closed form, only for a q that offers it: the diagonal Gaussian) or
+    "mc" (Monte Carlo with the same samples; per dimension when q is the diagonal Gaussian, else one
+    KL for the whole code, and ``kl_per_dim`` is (batch, 1)).
     """
     if kl not in KL_ESTIMATORS:
         raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {kl!r}.")
@@ -55,12 +59,19 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic", 
     if validate:
         check_model_input(model, x)
     q = model.posterior(x)
-    z = q.rsample(n_samples, generator)  # (S, batch, latent_dim)
-    reconstruction = model.likelihood.log_prob(x, model.decode(z)).mean(0)
     if kl == "analytic":
+        if not hasattr(q, "kl_per_dimension"):
+            raise ValueError(f"kl='analytic' needs a closed-form KL, which q(z|x) = {type(q).__name__} does not "
+                             "have; use kl='mc' (Monte Carlo, with the same samples).")
+        z = q.rsample(n_samples, generator)  # (S, batch, latent_dim)
         kl_per_dim = q.kl_per_dimension()
-    else:  # log q(z_j|x) - log p(z_j) per dimension (q and p factorize), averaged over the samples
+    elif isinstance(q, DiagonalGaussian):  # log q(z_j|x) - log p(z_j) per dimension (q and p factorize)
+        z = q.rsample(n_samples, generator)
         kl_per_dim = (gaussian_log_density(z, q.mu, q.logvar) - gaussian_log_density(z, 0.0, 0.0)).mean(0)
+    else:  # any q: log q(z|x) - log p(z), one KL for the whole code, (batch, 1)
+        z, log_q = q.rsample_with_log_prob(n_samples, generator)
+        kl_per_dim = (log_q - model.prior.log_prob(z)).mean(0).unsqueeze(-1)
+    reconstruction = model.likelihood.log_prob(x, model.decode(z)).mean(0)
     kl_value = kl_per_dim.sum(-1)
     return ELBOTerms(reconstruction, kl_value, reconstruction - kl_value, kl_per_dim)
 
@@ -91,9 +102,8 @@ def log_importance_weights(model: VAE, x: torch.Tensor, k: int, validate: bool =
     check_positive_int("k", k)
     if validate:
         check_model_input(model, x)
-    q = model.posterior(x)
-    z = q.rsample(k, generator)  # (k, batch, latent_dim)
-    return model.likelihood.log_prob(x, model.decode(z)) + model.prior.log_prob(z) - q.log_prob(z)
+    z, log_q = model.posterior(x).rsample_with_log_prob(k, generator)  # (k, batch, latent_dim), (k, batch)
+    return model.likelihood.log_prob(x, model.decode(z)) + model.prior.log_prob(z) - log_q
 
 
 def iwae_bound(model: VAE, x: torch.Tensor, k: int, chunk_size: int | None = None, validate: bool = True,

@@ -62,8 +62,9 @@ def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class DiagonalGaussian(NamedTuple):
     """q(z|x) = N(mu, diag(exp(logvar))), mu and logvar: (batch, latent_dim).
 
-    Any other recognition distribution only needs ``rsample`` and ``log_prob`` for the objectives
-    (and ``kl_per_dimension`` for the closed-form KL).
+    Any other recognition distribution only needs ``rsample_with_log_prob`` for the objectives (and
+    ``kl_per_dimension`` for the closed-form KL): a normalizing flow (``vaelab.flows``) has no
+    ``log_prob`` of an arbitrary z, but knows log q of its own draws.
     """
 
     mu: torch.Tensor
@@ -76,6 +77,12 @@ class DiagonalGaussian(NamedTuple):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x) for z: (..., batch, latent_dim). Returns (..., batch)."""
         return diagonal_gaussian_log_prob(z, self.mu, self.logvar)
+
+    def rsample_with_log_prob(self, n_samples: int, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n_samples reparameterized draws z, (n_samples, batch, latent_dim), and log q(z|x), (n_samples, batch)."""
+        z = self.rsample(n_samples, generator)
+        return z, self.log_prob(z)
 
     def kl_per_dimension(self) -> torch.Tensor:
         """KL(q(z_j|x) || N(0, 1)) of each latent dimension, (batch, latent_dim)."""
