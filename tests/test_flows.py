@@ -186,3 +186,17 @@ def test_errors_name_the_fix():
         PlanarFlowEncoder(torch.nn.Linear(3, 4), n_flows=2)
     with pytest.raises(ValueError, match="latent_dim must be an integer >= 1"):
         PlanarFlow(0, 2)
+
+
+def test_fit_trains_a_flow_vae_with_the_monte_carlo_kl():
+    torch.manual_seed(0)
+    images = (torch.rand(64, 10, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    data = vaelab.ImageData(images, torch.zeros(64, dtype=torch.long), binarization="static", image_shape=(2, 5))
+    model = vaelab.VAE(
+        PlanarFlowEncoder(vaelab.MLPEncoder(10, 16, 2), 3), vaelab.MLPDecoder(2, 16, 10), vaelab.BernoulliLikelihood()
+    )
+    before = vaelab.elbo(model, images, n_samples=200, kl="mc").elbo.mean().item()
+    history = vaelab.fit(model, data, epochs=20, batch_size=16, lr=1e-2, kl="mc", progress=False)
+    after = vaelab.elbo(model, images, n_samples=200, kl="mc").elbo.mean().item()
+    assert len(history.train_elbo) == 20 and math.isfinite(history.train_elbo[-1])
+    assert after > before + 1.0, (before, after)
