@@ -257,3 +257,17 @@ def test_gradient_snr_errors(kwargs, words):
         gradient_snr(**arguments)
     with pytest.raises(ValueError, match="two groups"):
         gradient_snr(arguments["loss_fn"], {"a": [p], "b": [p]})
+
+
+def test_reparam_works_with_a_flow_posterior_and_dreg_refuses_it():
+    from vaelab.flows import PlanarFlowEncoder
+
+    torch.manual_seed(0)
+    encoder = PlanarFlowEncoder(vaelab.MLPEncoder(16, 8, 2), n_flows=3)
+    model = vaelab.VAE(encoder, vaelab.MLPDecoder(2, 8, 16), vaelab.BernoulliLikelihood())
+    x = binary_images().float()
+    _, terms = iwae_loss(model, x, 4, generator=torch.Generator().manual_seed(1))
+    expected = vaelab.iwae_bound(model, x, 4, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(terms.bound, expected.detach())
+    with pytest.raises(TypeError, match="estimator='reparam'"):
+        iwae_loss(model, x, 4, "dreg")

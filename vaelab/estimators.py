@@ -67,6 +67,11 @@ def _check_estimator(estimator: object) -> str:
 
 def _detached(q: Any) -> Any:
     """q with its parameters cut from the graph: log q(z) then passes gradient to z only."""
+    if not callable(getattr(q, "log_prob", None)):
+        raise TypeError(
+            f"the estimators 'dreg' and 'stl' evaluate log q(z|x) at given z, which needs q.log_prob(z); "
+            f"{type(q).__name__} has none (a flow gives log q only with its own draws). Use estimator='reparam'."
+        )
     if hasattr(q, "detach"):
         return q.detach()
     if isinstance(q, tuple) and hasattr(q, "_fields") and all(isinstance(t, torch.Tensor) for t in q):
@@ -101,10 +106,13 @@ def iwae_loss(
     if validate:
         check_model_input(model, x)
     q = model.posterior(x)
-    z = q.rsample(k, generator)  # (k, batch, latent_dim)
-    log_q = q.log_prob if estimator == "reparam" else _detached(q).log_prob
+    if estimator == "reparam" and hasattr(q, "rsample_with_log_prob"):  # any q, flows included
+        z, log_q_z = q.rsample_with_log_prob(k, generator)  # (k, batch, latent_dim), (k, batch)
+    else:
+        z = q.rsample(k, generator)  # (k, batch, latent_dim)
+        log_q_z = (q if estimator == "reparam" else _detached(q)).log_prob(z)
     log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (k, batch)
-    kl = log_q(z) - model.prior.log_prob(z)  # log q(z_i|x) - log p(z_i)
+    kl = log_q_z - model.prior.log_prob(z)  # log q(z_i|x) - log p(z_i)
     log_w = log_px_z - kl
     bound = torch.logsumexp(log_w, dim=0) - math.log(k)  # L_k, (batch,)
     if estimator == "dreg" and z.requires_grad:
