@@ -10,7 +10,9 @@ Where the URL appears (each must name it at least once):
 * every notebook in ``book/``: the install cell's ``vaelab @ git+URL`` (what Colab installs);
 * ``README.md`` and ``CONTRIBUTING.md``: the install line ``vaelab @ git+URL`` (the README also
   links the published book);
-* ``CITATION.cff``: ``repository-code`` and ``url`` (the published book).
+* ``CITATION.cff``: ``repository-code`` and ``url`` (the published book);
+* notebooks that read a committed result file on Colab: ``https://raw.githubusercontent.com/OWNER/NAME/``
+  (checked wherever it appears).
 
 Usage:
     python scripts/set_repository_url.py https://github.com/OWNER/NAME   # change it everywhere
@@ -66,6 +68,15 @@ def book_url(repository: str) -> str:
     return f"https://{owner.lower()}.github.io/{name}/"
 
 
+def raw_url(repository: str) -> str:
+    """Where GitHub serves the files of ``repository``: https://raw.githubusercontent.com/owner/name/."""
+    owner, name = parse_repository_url(repository)
+    return f"https://raw.githubusercontent.com/{owner}/{name}/"
+
+
+RAW_PATTERN = re.compile(r"https://raw\.githubusercontent\.com/[^/\s\"]+/[^/\s\"]+/")
+
+
 def repository_url(root: Path = ROOT) -> str:
     """The one source: ``Repository = "..."`` in pyproject.toml's [project.urls]."""
     match = _REPOSITORY_LINE.search((root / SOURCE).read_text(encoding="utf-8"))
@@ -97,6 +108,10 @@ def disagreements(root: Path = ROOT) -> list[str]:
                 if not found:
                     problems.append(f"{name}: names no URL where expected (pattern {regex!r})")
                 problems += [f"{name}: {got} (expected {expected})" for got in found if got != expected]
+    for path in _files(root, "book/*.ipynb"):
+        found = RAW_PATTERN.findall(path.read_text(encoding="utf-8"))
+        name = path.relative_to(root).as_posix()
+        problems += [f"{name}: {got} (expected {raw_url(url)})" for got in found if got != raw_url(url)]
     return problems
 
 
@@ -104,7 +119,12 @@ def set_url(new: str, root: Path = ROOT) -> list[Path]:
     """Replace the current repository URL (and book URL) by ``new`` in every place; returns the files changed."""
     parse_repository_url(new)
     old = repository_url(root)
-    replacements = [(old, new), (book_url(old), book_url(new)), (book_url(old).rstrip("/"), book_url(new).rstrip("/"))]
+    replacements = [
+        (old, new),
+        (book_url(old), book_url(new)),
+        (book_url(old).rstrip("/"), book_url(new).rstrip("/")),
+        (raw_url(old), raw_url(new)),
+    ]
     changed = []
     for pattern in dict.fromkeys(p for p, _ in PLACES + BOOK_PLACES):
         for path in _files(root, pattern):

@@ -170,6 +170,9 @@ def _places(root: Path) -> dict[str, set[str]]:
         nb = json.loads(path.read_text())
         first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
         places[f"{path.name} install cell"] = set(install.findall("".join(first_code["source"])))
+        raw = re.findall(r"https://raw\.githubusercontent\.com/([\w-]+)/([\w.-]+)/", path.read_text())
+        if raw:  # a committed result file read on Colab
+            places[f"{path.name} raw files"] = {f"https://github.com/{o}/{n}" for o, n in raw}
     return places
 
 
@@ -185,6 +188,7 @@ def _book_places(root: Path) -> dict[str, set[str]]:
 def test_every_place_names_the_repository_url_of_pyproject():
     url = _pyproject(ROOT)["project"]["urls"]["Repository"]
     places = _places(ROOT)
+    assert any(p.endswith("raw files") for p in places)  # chapters 9 and 10 read results on Colab
     assert len([p for p in places if p.endswith("install cell")]) == len(list((ROOT / "book").glob("*.ipynb"))) >= 11
     assert {name: found for name, found in places.items() if found != {url}} == {}
     owner, name = re.fullmatch(r"https://github\.com/([\w-]+)/([\w.-]+)", url).groups()
@@ -208,6 +212,7 @@ def test_set_repository_url_changes_every_place_in_one_command(tmp_path):
         text = path.read_text()
         assert old not in text
         restored = text.replace("https://some-org.github.io/vae-book/", old_book).replace(NEW_URL, old)
+        restored = restored.replace(script.raw_url(NEW_URL), script.raw_url(old))
         assert restored == (ROOT / path.relative_to(tmp_path)).read_text(), path
     # A disagreeing place is reported; a malformed URL is refused with the expected form.
     readme = tmp_path / "README.md"
