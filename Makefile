@@ -54,9 +54,10 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py
 
+## ruff on the package, tests, benchmarks, scripts and chapters (make test runs the same, in tests/test_lint.py)
 lint: $(STAMP)
-	$(BIN)/python -m pip install -q ruff
-	$(BIN)/ruff check vaelab tests benchmarks scripts
+	$(BIN)/ruff check vaelab tests benchmarks scripts book
+	$(BIN)/ruff format --check vaelab tests benchmarks scripts book
 
 clean:
 	rm -rf _build _build_check _build_student runs artifacts

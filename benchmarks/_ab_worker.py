@@ -41,8 +41,16 @@ for line in sys.stdin:
         reply(vaelab=os.path.dirname(os.path.abspath(vaelab.__file__)), threads=torch.get_num_threads())
     elif op == "epoch":
         tic = time.perf_counter()
-        vaelab.fit(state["model"], state["train"], epochs=1, batch_size=128, lr=1e-3, device="cpu",
-                   seed=command["seed"], progress=False)
+        vaelab.fit(
+            state["model"],
+            state["train"],
+            epochs=1,
+            batch_size=128,
+            lr=1e-3,
+            device="cpu",
+            seed=command["seed"],
+            progress=False,
+        )
         reply(seconds=time.perf_counter() - tic)
     elif op == "eval":
         model = state["model"]

@@ -73,8 +73,9 @@ def classic_loss(recon_x: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logva
     return bce + kld
 
 
-def classic_loader(root: Path, train: bool, limit: int | None, device: torch.device,
-                   shuffle: bool = True) -> torch.utils.data.DataLoader:
+def classic_loader(
+    root: Path, train: bool, limit: int | None, device: torch.device, shuffle: bool = True
+) -> torch.utils.data.DataLoader:
     """torchvision MNIST + ToTensor through a DataLoader, as in the textbook script."""
     from torchvision import datasets, transforms
 
@@ -133,9 +134,11 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - tic
 
 
-def repeat_rate(fn: Callable[[], object], flops: float, device: torch.device, seconds: float = 0.3,
-                repeats: int = 5) -> float:
+def repeat_rate(
+    fn: Callable[[], object], flops: float, device: torch.device, seconds: float = 0.3, repeats: int = 5
+) -> float:
     """FLOP/s of fn (which does ``flops`` FLOP): median over ``repeats`` runs of ~``seconds``."""
+
     def run(calls: int) -> float:
         sync(device)
         tic = time.perf_counter()
@@ -183,8 +186,9 @@ def decoder_gemm_rate(device: torch.device, rows: Sequence[int] = (1024, 4096, 1
     for m in sorted(set(rows)):
         z = torch.randn(m, LATENT, device=device, generator=g)
         h = torch.randn(m, HIDDEN, device=device, generator=g)
-        best = max(best, repeat_rate(lambda z=z, h=h: (torch.mm(z, w3.t()), torch.mm(h, w4.t())),
-                                     decoder_flops(m), device))
+        best = max(
+            best, repeat_rate(lambda z=z, h=h: (torch.mm(z, w3.t()), torch.mm(h, w4.t())), decoder_flops(m), device)
+        )
     return best
 
 
@@ -224,8 +228,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a few steps and small k: checks the script, not the machine")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON file to write (default results/NAME.json; results/quick/NAME.json with --quick)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file to write (default results/NAME.json; results/quick/NAME.json with --quick)",
+    )
     return p
 
 
@@ -242,8 +250,14 @@ def setup(args: argparse.Namespace) -> torch.device:
 
 def figure(key: str, label: str, value: float, target: float | None, unit: str = "x") -> dict:
     """One reported figure; ``met`` says whether value <= target (all targets are upper bounds)."""
-    return {"key": key, "label": label, "value": value, "target": target, "unit": unit,
-            "met": None if target is None else bool(value <= target)}
+    return {
+        "key": key,
+        "label": label,
+        "value": value,
+        "target": target,
+        "unit": unit,
+        "met": None if target is None else bool(value <= target),
+    }
 
 
 def print_table(title: str, figures: list[dict]) -> None:
@@ -256,8 +270,16 @@ def print_table(title: str, figures: list[dict]) -> None:
         print(f"{f['label'].ljust(width)}  {f['value']:>10.4g}  {target:>8}  {met}")
 
 
-def write_results(name: str, args: argparse.Namespace, device: torch.device, figures: list[dict],
-                  measurements: dict, settings: dict, command: str, started: float) -> Path:
+def write_results(
+    name: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    figures: list[dict],
+    measurements: dict,
+    settings: dict,
+    command: str,
+    started: float,
+) -> Path:
     out = args.out or (RESULTS / "quick" / f"{name}.json" if args.quick else RESULTS / f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {

@@ -36,9 +36,13 @@ class Side:
 
     def __init__(self, name: str, root: Path) -> None:
         self.name = name
-        self.process = subprocess.Popen([sys.executable, str(HERE / "_ab_worker.py"), str(root)],
-                                        cwd=tempfile.gettempdir(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "_ab_worker.py"), str(root)],
+            cwd=tempfile.gettempdir(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def ask(self, **command: object) -> dict:
         self.process.stdin.write(json.dumps(command) + "\n")
@@ -81,26 +85,39 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still removes the worktree (finally below)
-    commit = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=REPO, check=True, capture_output=True,
-                            text=True).stdout.strip()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True,
-                          text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "vaelab"], cwd=REPO, check=True,
-                                capture_output=True, text=True).stdout.strip())
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.base], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = bool(
+        subprocess.run(
+            ["git", "status", "--porcelain", "--", "vaelab"], cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
     load_start = os.getloadavg()
-    print(f"base {commit} vs working tree (HEAD {head}{', vaelab/ modified' if dirty else ''}); "
-          f"{args.rounds} rounds, {args.train_images} training images, log p(x) k={args.k} on {args.eval_images} "
-          f"images; {C.cpu_model()}, load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")
+    print(
+        f"base {commit} vs working tree (HEAD {head}{', vaelab/ modified' if dirty else ''}); "
+        f"{args.rounds} rounds, {args.train_images} training images, log p(x) k={args.k} on {args.eval_images} "
+        f"images; {C.cpu_model()}, load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="vaelab-ab-"))
     worktree = tmp / "base"
-    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), commit], cwd=REPO, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(worktree), commit], cwd=REPO, check=True, capture_output=True
+    )
     sides: dict[str, Side] = {}
     try:
         sides = {"base": Side("base", worktree), "new": Side("new", REPO)}
         for side in sides.values():
-            info = side.ask(op="setup", threads=args.threads, seed=args.seed, train_images=args.train_images,
-                            eval_images=args.eval_images)
+            info = side.ask(
+                op="setup",
+                threads=args.threads,
+                seed=args.seed,
+                train_images=args.train_images,
+                eval_images=args.eval_images,
+            )
             print(f"{side.name}: vaelab from {info['vaelab']}, {info['threads']} threads")
         device = torch.device("cpu")
         loader = C.classic_loader(data_root(), train=True, limit=args.train_images, device=device)
@@ -129,14 +146,17 @@ def main(argv: list[str] | None = None) -> None:
                 evals[name].append(sides[name].ask(op="eval", k=args.k)["seconds"])
             rate = (before + C.decoder_gemm_rate(device)) / 2
             bound_s.append(C.decoder_flops(args.k * args.eval_images) / rate)
-            print(f"round {r + 1} ({' then '.join(order)}): textbook {textbook_s[-1]:.2f} s; "
-                  f"epoch base {epochs['base'][-1]:.2f} s, new {epochs['new'][-1]:.2f} s; "
-                  f"log p(x) base {evals['base'][-1]:.2f} s, new {evals['new'][-1]:.2f} s, bound {bound_s[-1]:.2f} s")
+            print(
+                f"round {r + 1} ({' then '.join(order)}): textbook {textbook_s[-1]:.2f} s; "
+                f"epoch base {epochs['base'][-1]:.2f} s, new {epochs['new'][-1]:.2f} s; "
+                f"log p(x) base {evals['base'][-1]:.2f} s, new {evals['new'][-1]:.2f} s, bound {bound_s[-1]:.2f} s"
+            )
     finally:
         for side in sides.values():
             side.close()
-        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False, capture_output=True
+        )
         subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False, capture_output=True)
 
     def ratios(a: list[float], b: list[float]) -> list[float]:
@@ -152,10 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("base", "new"):
         to_textbook = ratios(epochs[name], textbook_s)
         to_bound = ratios(evals[name], bound_s)
-        print(f"  {name:4s} epoch / textbook {C.median(to_textbook):.3f} (rounds {spread(to_textbook)}, "
-              f"target <= 0.5); log p(x) / bound {C.median(to_bound):.3f} (rounds {spread(to_bound)}, target <= 1.5)")
-    print(f"load average at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
-          f"at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} ({os.cpu_count()} cores)")
+        print(
+            f"  {name:4s} epoch / textbook {C.median(to_textbook):.3f} (rounds {spread(to_textbook)}, "
+            f"target <= 0.5); log p(x) / bound {C.median(to_bound):.3f} (rounds {spread(to_bound)}, target <= 1.5)"
+        )
+    print(
+        f"load average at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
+        f"at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} ({os.cpu_count()} cores)"
+    )
 
 
 if __name__ == "__main__":

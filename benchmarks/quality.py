@@ -83,16 +83,27 @@ def part_grey(args, device, vaelab, n_train: int, n_test: int) -> tuple[list[dic
 
     base_loss = textbook_test_loss(baseline, test_loader, device, args.test_passes, args.seed)
     vae_loss = textbook_test_loss(_AsTextbook(model), test_loader, device, args.test_passes, args.seed)
-    print(f"A. grey MNIST, {epochs} epochs: textbook test loss {base_loss:.3f}, vaelab {vae_loss:.3f} "
-          f"(nats per image); training {baseline_s:.1f} s vs {vaelab_s:.1f} s")
+    print(
+        f"A. grey MNIST, {epochs} epochs: textbook test loss {base_loss:.3f}, vaelab {vae_loss:.3f} "
+        f"(nats per image); training {baseline_s:.1f} s vs {vaelab_s:.1f} s"
+    )
     figures = [
-        C.figure("test_loss_vs_baseline", f"4a. test loss after {epochs} epochs, vaelab / textbook",
-                 vae_loss / base_loss, 1.005),
+        C.figure(
+            "test_loss_vs_baseline",
+            f"4a. test loss after {epochs} epochs, vaelab / textbook",
+            vae_loss / base_loss,
+            1.005,
+        ),
         C.figure("test_loss_vaelab", "vaelab test loss, grey (nats/image)", vae_loss, None, "nats"),
         C.figure("test_loss_baseline", "textbook test loss, grey (nats/image)", base_loss, None, "nats"),
     ]
-    measurements = {"epochs": epochs, "baseline_train_seconds": baseline_s, "vaelab_train_seconds": vaelab_s,
-                    "test_passes": args.test_passes, "test_images": len(test_loader.dataset)}
+    measurements = {
+        "epochs": epochs,
+        "baseline_train_seconds": baseline_s,
+        "vaelab_train_seconds": vaelab_s,
+        "test_passes": args.test_passes,
+        "test_images": len(test_loader.dataset),
+    }
     return figures, measurements
 
 
@@ -117,23 +128,43 @@ def part_binarized(args, device, vaelab, n_train: int, n_test: int) -> tuple[lis
     bound_s = C.decoder_flops(args.k * len(test)) / rate
     nll = -log_px.mean().item()
     se = log_px.std().item() / math.sqrt(len(log_px))
-    print(f"B. dynamically binarized MNIST, {args.binarized_epochs} epochs ({train_s / 60:.1f} min): "
-          f"test NLL (k={args.k}) {nll:.2f} +- {se:.2f} nats; Burda et al. 2015 VAE: {BURDA_VAE_NLL}")
-    print(f"   log p(x) estimate: {eval_s:.1f} s for {len(test)} images, {eval_s / bound_s:.2f}x the "
-          f"decoder-GEMM bound ({bound_s:.1f} s at {rate / 1e9:.0f} GFLOP/s)")
+    print(
+        f"B. dynamically binarized MNIST, {args.binarized_epochs} epochs ({train_s / 60:.1f} min): "
+        f"test NLL (k={args.k}) {nll:.2f} +- {se:.2f} nats; Burda et al. 2015 VAE: {BURDA_VAE_NLL}"
+    )
+    print(
+        f"   log p(x) estimate: {eval_s:.1f} s for {len(test)} images, {eval_s / bound_s:.2f}x the "
+        f"decoder-GEMM bound ({bound_s:.1f} s at {rate / 1e9:.0f} GFLOP/s)"
+    )
     figures = [
-        C.figure("binarized_test_nll", f"4b. test NLL, k={args.k}, after {args.binarized_epochs} epochs (nats)",
-                 nll, None, "nats"),
+        C.figure(
+            "binarized_test_nll",
+            f"4b. test NLL, k={args.k}, after {args.binarized_epochs} epochs (nats)",
+            nll,
+            None,
+            "nats",
+        ),
         C.figure("burda_vae_nll", "Burda et al. 2015 VAE, 1 stochastic layer (nats)", BURDA_VAE_NLL, None, "nats"),
         C.figure("binarized_train_minutes", "training budget used (min)", train_s / 60, None, "min"),
-        C.figure(f"eval_k{args.k}_full_vs_gemm_bound", f"3. log p(x) k={args.k}, {len(test)} images / bound",
-                 eval_s / bound_s, 1.5),
+        C.figure(
+            f"eval_k{args.k}_full_vs_gemm_bound",
+            f"3. log p(x) k={args.k}, {len(test)} images / bound",
+            eval_s / bound_s,
+            1.5,
+        ),
         C.figure(f"eval_k{args.k}_full_seconds", f"log p(x) k={args.k}, {len(test)} images (s)", eval_s, None, "s"),
     ]
-    measurements = {"epochs": args.binarized_epochs, "train_seconds": train_s, "nll_standard_error": se,
-                    "final_train_elbo": history.train_elbo[-1], "eval_seconds": eval_s,
-                    "eval_bound_seconds": bound_s, "decoder_gemm_gflops": [rate_before / 1e9, rate_after / 1e9],
-                    "test_images": len(test), "k": args.k}
+    measurements = {
+        "epochs": args.binarized_epochs,
+        "train_seconds": train_s,
+        "nll_standard_error": se,
+        "final_train_elbo": history.train_elbo[-1],
+        "eval_seconds": eval_s,
+        "eval_bound_seconds": bound_s,
+        "decoder_gemm_gflops": [rate_before / 1e9, rate_after / 1e9],
+        "test_images": len(test),
+        "k": args.k,
+    }
     return figures, measurements
 
 
@@ -166,13 +197,22 @@ def main(argv: list[str] | None = None) -> None:
         measurements["binarized"] = m
     C.print_table(f"quality on {device} ({C.cpu_model()}, {torch.get_num_threads()} threads)", figures)
     C.write_results(
-        "quality" if args.part == "both" else f"quality_{args.part}", args, device, figures, measurements,
-        settings={"training_images": n_train, "test_images": n_test, "batch_size": C.BATCH, "lr": 1e-3,
-                  "grey": "binarization 'none', Bernoulli (BCE) loss on grey pixels, textbook test()",
-                  "binarized": "train: dynamic binarization; test: one fixed binarization (seed); "
-                               "model: vaelab.build_vae() (784-400-20 MLP, Bernoulli)",
-                  "reference": "Burda, Grosse, Salakhutdinov 2015 (IWAE paper), Table 1, VAE k=1, "
-                               "1 stochastic layer: 86.76 nats, NLL estimated with k=5000"},
+        "quality" if args.part == "both" else f"quality_{args.part}",
+        args,
+        device,
+        figures,
+        measurements,
+        settings={
+            "training_images": n_train,
+            "test_images": n_test,
+            "batch_size": C.BATCH,
+            "lr": 1e-3,
+            "grey": "binarization 'none', Bernoulli (BCE) loss on grey pixels, textbook test()",
+            "binarized": "train: dynamic binarization; test: one fixed binarization (seed); "
+            "model: vaelab.build_vae() (784-400-20 MLP, Bernoulli)",
+            "reference": "Burda, Grosse, Salakhutdinov 2015 (IWAE paper), Table 1, VAE k=1, "
+            "1 stochastic layer: 86.76 nats, NLL estimated with k=5000",
+        },
         command="python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
         started=started,
     )

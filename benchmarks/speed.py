@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     n_train = 3_840 if args.quick else 60_000
     eval_images = args.eval_images or (50 if args.quick else 1_000)
     ks = args.k or ([200] if args.quick else [5000, 1000])
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{n_train} training images, {rounds} rounds")
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{n_train} training images, {rounds} rounds"
+    )
 
     # --- data: vaelab's in-memory tensors and the textbook DataLoader over the same images
     train = vaelab.load_mnist("train", binarization="none", limit=n_train, device=device)
@@ -60,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         return C.timed(lambda: C.classic_train_epoch(baseline, loader, baseline_opt, device), device)
 
     def run_vaelab(seed: int) -> float:
-        return C.timed(lambda: vaelab.fit(model, train, epochs=1, batch_size=C.BATCH, lr=1e-3,
-                                          device=device, seed=seed), device)
+        return C.timed(
+            lambda: vaelab.fit(model, train, epochs=1, batch_size=C.BATCH, lr=1e-3, device=device, seed=seed), device
+        )
 
     # --- items 1 and 2: warm-up, then interleaved rounds
     print("warm-up ...")
@@ -81,8 +84,10 @@ def main(argv: list[str] | None = None) -> None:
             probe = C.train_gemm_rate(device)
             rates.append((before + probe) / 2)  # the rate while this epoch ran: probed just before and after it
             probes.append([before / 1e9, probe / 1e9])
-        print(f"round {r + 1}: baseline {base_s[-1]:.3f} s, vaelab {vae_s[-1]:.3f} s, "
-              f"matmul {rates[-1] / 1e9:.1f} GFLOP/s")
+        print(
+            f"round {r + 1}: baseline {base_s[-1]:.3f} s, vaelab {vae_s[-1]:.3f} s, "
+            f"matmul {rates[-1] / 1e9:.1f} GFLOP/s"
+        )
     epoch_flops = C.mlp_train_flops(n_train)
     bound_s = [epoch_flops / rate for rate in rates]
     ratio_baseline = C.median([v / b for v, b in zip(vae_s, base_s)])
@@ -104,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
             eval_probes.append([before / 1e9, probe / 1e9])
         bound = [C.decoder_flops(k * len(x)) / rate for rate in eval_rates]
         evaluation[k] = {
-            "seconds": times, "bound_seconds": bound, "decoder_gemm_gflops": [r / 1e9 for r in eval_rates],
+            "seconds": times,
+            "bound_seconds": bound,
+            "decoder_gemm_gflops": [r / 1e9 for r in eval_rates],
             "decoder_gemm_gflops_before_after": eval_probes,
             "images_per_second": len(x) / C.median(times),
             "ratio_to_bound": C.median([t / b for t, b in zip(times, bound)]),
@@ -112,41 +119,70 @@ def main(argv: list[str] | None = None) -> None:
         }
         if device.type == "cuda":  # chunked: bounded whatever k is
             evaluation[k]["cuda_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        print(f"log p(x), k={k}: {C.median(times):.2f} s for {len(x)} images, "
-              f"{evaluation[k]['ratio_to_bound']:.2f}x the decoder-GEMM bound")
+        print(
+            f"log p(x), k={k}: {C.median(times):.2f} s for {len(x)} images, "
+            f"{evaluation[k]['ratio_to_bound']:.2f}x the decoder-GEMM bound"
+        )
 
     figures = [
         C.figure("train_epoch_vs_baseline", "1. vaelab.fit epoch / textbook epoch", ratio_baseline, 0.5),
         C.figure("train_epoch_vs_gemm_bound", "2. vaelab.fit epoch / GEMM bound", ratio_bound, 2.0),
     ]
     for k in ks:
-        figures.append(C.figure(f"eval_k{k}_vs_gemm_bound", f"3. log p(x) k={k} / decoder-GEMM bound",
-                                evaluation[k]["ratio_to_bound"], 1.5))
+        figures.append(
+            C.figure(
+                f"eval_k{k}_vs_gemm_bound",
+                f"3. log p(x) k={k} / decoder-GEMM bound",
+                evaluation[k]["ratio_to_bound"],
+                1.5,
+            )
+        )
     figures += [
         C.figure("vaelab_epoch_seconds", "vaelab.fit epoch (s)", C.median(vae_s), None, "s"),
         C.figure("baseline_epoch_seconds", "textbook epoch (s)", C.median(base_s), None, "s"),
         C.figure("gemm_bound_seconds", "GEMM bound per epoch (s)", C.median(bound_s), None, "s"),
-        C.figure("train_matmul_gflops", "matmul rate, training shapes (GFLOP/s)", C.median(rates) / 1e9, None,
-                 "GFLOP/s"),
+        C.figure(
+            "train_matmul_gflops", "matmul rate, training shapes (GFLOP/s)", C.median(rates) / 1e9, None, "GFLOP/s"
+        ),
     ]
     for k in ks:
-        figures.append(C.figure(f"eval_k{k}_seconds_10k", f"log p(x) k={k}, 10k images (s, extrapolated)",
-                                evaluation[k]["seconds_for_10k_images"], None, "s"))
+        figures.append(
+            C.figure(
+                f"eval_k{k}_seconds_10k",
+                f"log p(x) k={k}, 10k images (s, extrapolated)",
+                evaluation[k]["seconds_for_10k_images"],
+                None,
+                "s",
+            )
+        )
     C.print_table(f"speed on {device} ({C.cpu_model()}, {torch.get_num_threads()} threads)", figures)
     C.write_results(
-        "speed", args, device, figures,
+        "speed",
+        args,
+        device,
+        figures,
         measurements={
-            "baseline_epoch_seconds": base_s, "vaelab_epoch_seconds": vae_s,
-            "train_matmul_gflops": [r / 1e9 for r in rates], "train_matmul_gflops_before_after": probes,
+            "baseline_epoch_seconds": base_s,
+            "vaelab_epoch_seconds": vae_s,
+            "train_matmul_gflops": [r / 1e9 for r in rates],
+            "train_matmul_gflops_before_after": probes,
             "gemm_bound_seconds": bound_s,
-            "epoch_gflop": epoch_flops / 1e9, "steps_per_epoch": steps,
+            "epoch_gflop": epoch_flops / 1e9,
+            "steps_per_epoch": steps,
             "evaluation": {str(k): v for k, v in evaluation.items()},
         },
-        settings={"training_images": n_train, "batch_size": C.BATCH, "lr": 1e-3, "rounds": rounds,
-                  "model": "784-400-20 MLP, ReLU, Bernoulli (sigmoid/BCE) likelihood, closed-form KL",
-                  "vaelab": "vaelab.fit(build_vae(), load_mnist('train', binarization='none'))",
-                  "baseline": "pytorch/examples vae/main.py loop: MNIST(ToTensor()) + DataLoader, Adam",
-                  "eval_images": len(x), "k": ks, "eval": "vaelab.log_likelihood_estimate defaults"},
+        settings={
+            "training_images": n_train,
+            "batch_size": C.BATCH,
+            "lr": 1e-3,
+            "rounds": rounds,
+            "model": "784-400-20 MLP, ReLU, Bernoulli (sigmoid/BCE) likelihood, closed-form KL",
+            "vaelab": "vaelab.fit(build_vae(), load_mnist('train', binarization='none'))",
+            "baseline": "pytorch/examples vae/main.py loop: MNIST(ToTensor()) + DataLoader, Adam",
+            "eval_images": len(x),
+            "k": ks,
+            "eval": "vaelab.log_likelihood_estimate defaults",
+        },
         command="python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
         started=started,
     )

@@ -83,26 +83,44 @@ def build_book() -> BookBuild:
     reuse = os.environ.get("VAELAB_BOOK_HTML")
     if reuse:
         html = Path(reuse).expanduser().resolve()
-        problem = "" if (html / "index.html").is_file() else (
-            f"VAELAB_BOOK_HTML={reuse} is not a built HTML book (no index.html there)")
+        problem = (
+            ""
+            if (html / "index.html").is_file()
+            else (f"VAELAB_BOOK_HTML={reuse} is not a built HTML book (no index.html there)")
+        )
         _BUILD = BookBuild(html=html, reused=True, problem=problem)
         return _BUILD
     if not (os.environ.get("CI") or os.environ.get("VAELAB_BOOK_BUILD")):
-        _BUILD = BookBuild(html=TEST_BUILD / "_build" / "html", reused=False, problem=(
-            "building the book executes every chapter (minutes): set VAELAB_BOOK_BUILD=1 to build it here "
-            "(CI and `make test` do), or VAELAB_BOOK_HTML=<a built html folder> to test an existing build"))
+        _BUILD = BookBuild(
+            html=TEST_BUILD / "_build" / "html",
+            reused=False,
+            problem=(
+                "building the book executes every chapter (minutes): set VAELAB_BOOK_BUILD=1 to build it here "
+                "(CI and `make test` do), or VAELAB_BOOK_HTML=<a built html folder> to test an existing build"
+            ),
+        )
         return _BUILD
     jb = Path(sys.executable).parent / "jupyter-book"
     if not jb.exists():
-        _BUILD = BookBuild(html=TEST_BUILD / "_build" / "html", reused=False,
-                           problem=f'jupyter-book is not installed beside {sys.executable}: pip install -e ".[book]"')
+        _BUILD = BookBuild(
+            html=TEST_BUILD / "_build" / "html",
+            reused=False,
+            problem=f'jupyter-book is not installed beside {sys.executable}: pip install -e ".[book]"',
+        )
         return _BUILD
     timeout = float(os.environ.get("VAELAB_BOOK_TIMEOUT", "3600"))
     cmd = [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going", "--all", "--path-output", str(TEST_BUILD)]
     started = time.time()
     # Its own process group, so that a timeout also ends the notebook kernels it started.
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=timeout)
         returncode = proc.returncode
@@ -113,8 +131,14 @@ def build_book() -> BookBuild:
     log = ANSI.sub("", output)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "book-build.log").write_text(log)
-    _BUILD = BookBuild(html=TEST_BUILD / "_build" / "html", reused=False, returncode=returncode, log=log,
-                       started=started, seconds=time.time() - started)
+    _BUILD = BookBuild(
+        html=TEST_BUILD / "_build" / "html",
+        reused=False,
+        returncode=returncode,
+        log=log,
+        started=started,
+        seconds=time.time() - started,
+    )
     return _BUILD
 
 

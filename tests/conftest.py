@@ -22,13 +22,17 @@ def mnist_root() -> Path:
     from vaelab.data import MNIST_SHA256
 
     if not os.environ.get(vaelab.DATA_ENV):
-        pytest.fail(f"these tests read MNIST from ${vaelab.DATA_ENV}; set it to the folder that "
-                    "contains MNIST/raw (the CI script does this).")
+        pytest.fail(
+            f"these tests read MNIST from ${vaelab.DATA_ENV}; set it to the folder that "
+            "contains MNIST/raw (the CI script does this)."
+        )
     root = vaelab.data_root()
     missing = [name for name in MNIST_SHA256 if not (root / "MNIST" / "raw" / name).is_file()]
     if missing:
-        pytest.fail(f"${vaelab.DATA_ENV}={root} lacks MNIST/raw/{', '.join(missing)}; point it at a "
-                    "folder with the four raw MNIST files.")
+        pytest.fail(
+            f"${vaelab.DATA_ENV}={root} lacks MNIST/raw/{', '.join(missing)}; point it at a "
+            "folder with the four raw MNIST files."
+        )
     return root
 
 

@@ -106,7 +106,7 @@ def child_job(checkpoint: Path | str, epochs: int, kill_at: tuple[str, int] | No
         f.flush()
         os.fsync(f.fileno())
         emit("mid-write", saving[0])
-        f.write(data[len(data) // 2:])
+        f.write(data[len(data) // 2 :])
 
     def replace_with_events(src, dst):
         if Path(dst) != checkpoint:  # keeping the previous checkpoint: no event of its own
@@ -145,9 +145,14 @@ def _forkserver():
     return _context
 
 
-def run_child(checkpoint: Path, epochs: int, kill_at: tuple[str, int] | None = None,
-              kill_after_s: float | None = None, fresh_interpreter: bool = False,
-              timeout: float = 90.0) -> str:
+def run_child(
+    checkpoint: Path,
+    epochs: int,
+    kill_at: tuple[str, int] | None = None,
+    kill_after_s: float | None = None,
+    fresh_interpreter: bool = False,
+    timeout: float = 90.0,
+) -> str:
     """Train in a child process; SIGKILL it at event ``kill_at`` or ``kill_after_s`` seconds after
     it is ready. Returns the last event it reported ("DONE 0" when it finished).
 

@@ -103,11 +103,12 @@ def test_log_likelihood_estimate_takes_the_shortcut_and_agrees_with_iwae_bound(c
         return original(self, z)
 
     with mock.patch.object(bernoulli_mlp.BernoulliMLPLogLikelihood, "__call__", counting):
-        estimate = log_likelihood_estimate(model, x, k=40, batch_size=4, chunk_size=chunk_size,
-                                           generator=torch.Generator().manual_seed(5))
+        estimate = log_likelihood_estimate(
+            model, x, k=40, batch_size=4, chunk_size=chunk_size, generator=torch.Generator().manual_seed(5)
+        )
     assert sum(calls) == 3 * 40  # every sample of the three batches went through the shortcut
     g = torch.Generator().manual_seed(5)
-    general = [iwae_bound(model, x[i:i + 4], k=40, chunk_size=chunk_size or 40, generator=g) for i in (0, 4, 8)]
+    general = [iwae_bound(model, x[i : i + 4], k=40, chunk_size=chunk_size or 40, generator=g) for i in (0, 4, 8)]
     assert general[0].requires_grad  # the general path, with autograd
     torch.testing.assert_close(estimate, torch.cat(general).detach(), rtol=1e-5, atol=1e-3)
 

@@ -54,7 +54,8 @@ def test_make_book_always_builds_the_full_book():
     assert recipe, "the Makefile has no `book:` target"
     build_lines = [line for line in recipe.group(1).splitlines() if "jupyter-book build" in line]
     assert build_lines and all("--all" in line for line in build_lines), (
-        f"`make book` must rebuild every page (jupyter-book build --all): {build_lines}")
+        f"`make book` must rebuild every page (jupyter-book build --all): {build_lines}"
+    )
     assert "VAELAB_QUICK" not in recipe.group(1), "`make book` is the full-settings build"
     assert (TEST_BUILD / "_build" / "html") != ROOT / "_build" / "html", "the tests must not build into _build/html"
 

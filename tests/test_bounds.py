@@ -41,8 +41,9 @@ def test_true_posterior_matches_bayes_rule_by_sampling_weights(model):
     mean, cov = model.posterior(x)
     # p(z|x) ∝ p(x|z) p(z): its log density differs from log p(x, z) by the constant log p(x)
     z = torch.randn(5, model.latent_dim, dtype=torch.float64)
-    log_joint = Normal(z @ model.weight.T + model.bias, math.sqrt(model.sigma2)).log_prob(x).sum(-1) \
-        + Normal(0, 1).log_prob(z).sum(-1)
+    log_joint = Normal(z @ model.weight.T + model.bias, math.sqrt(model.sigma2)).log_prob(x).sum(-1) + Normal(
+        0, 1
+    ).log_prob(z).sum(-1)
     log_post = MultivariateNormal(mean[0], cov).log_prob(z)
     torch.testing.assert_close(log_joint - log_post, model.log_marginal(x).expand(5))
 
@@ -103,7 +104,7 @@ class FixedNoise:
         self.eps, self.used = eps, 0
 
     def __call__(self, mu, logvar, n_samples=None, generator=None):
-        chunk = self.eps[self.used:self.used + n_samples]
+        chunk = self.eps[self.used : self.used + n_samples]
         self.used += n_samples
         return mu + torch.exp(0.5 * logvar) * chunk
 
@@ -130,16 +131,20 @@ def test_chunked_bound_equals_unchunked_on_the_same_noise(model, rough_encoder, 
     with torch.no_grad():
         mu, logvar = vae.encode(x)
         z = mu + torch.exp(0.5 * logvar) * eps
-        log_w = (Normal(z @ model.weight.T + model.bias, math.sqrt(model.sigma2)).log_prob(x).sum(-1)
-                 + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1))
+        log_w = (
+            Normal(z @ model.weight.T + model.bias, math.sqrt(model.sigma2)).log_prob(x).sum(-1)
+            + Normal(0.0, 1.0).log_prob(z).sum(-1)
+            - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+        )
     torch.testing.assert_close(results["whole"], torch.logsumexp(log_w, 0) - math.log(300), rtol=1e-12, atol=1e-10)
 
 
 def test_log_likelihood_estimate_with_large_k_is_close_to_log_px(model, rough_encoder):
     vae = model.vae(rough_encoder)
     x = model.sample(7, generator=torch.Generator().manual_seed(6))
-    estimate = log_likelihood_estimate(vae, x, k=5000, batch_size=3, chunk_size=700,
-                                       generator=torch.Generator().manual_seed(9))
+    estimate = log_likelihood_estimate(
+        vae, x, k=5000, batch_size=3, chunk_size=700, generator=torch.Generator().manual_seed(9)
+    )
     torch.testing.assert_close(estimate, model.log_marginal(x), rtol=0, atol=0.05)
 
 

@@ -82,17 +82,26 @@ def browser(built_book, tmp_path_factory):
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip('Playwright is not installed: pip install -e ".[browser]" (never `playwright install`: '
-                    "the tests use Debian's chromium, see scripts/install_chromium.sh)")
+        pytest.skip(
+            'Playwright is not installed: pip install -e ".[browser]" (never `playwright install`: '
+            "the tests use Debian's chromium, see scripts/install_chromium.sh)"
+        )
     executable = find_chromium()
     if executable is None:
-        pytest.skip("no Chromium found (looked for $CHROMIUM, chromium, chromium-browser): run "
-                    "`bash scripts/install_chromium.sh` (apt-get install chromium) to run the browser tests")
+        pytest.skip(
+            "no Chromium found (looked for $CHROMIUM, chromium, chromium-browser): run "
+            "`bash scripts/install_chromium.sh` (apt-get install chromium) to run the browser tests"
+        )
 
     mathjax = fetch_mathjax()
-    problem = "" if mathjax else (
-        "no offline MathJax 3 (npm install mathjax@3 or pip download django-static-mathjax failed): "
-        "run `python tests/book_server.py --fetch-mathjax` or set VAELAB_MATHJAX_DIR")
+    problem = (
+        ""
+        if mathjax
+        else (
+            "no offline MathJax 3 (npm install mathjax@3 or pip download django-static-mathjax failed): "
+            "run `python tests/book_server.py --fetch-mathjax` or set VAELAB_MATHJAX_DIR"
+        )
+    )
 
     with serve(built_book.html) as (base, _log):
         pw = sync_playwright().start()
@@ -108,15 +117,16 @@ def browser(built_book, tmp_path_factory):
         except PlaywrightError as exc:
             pw.stop()
             pytest.skip(f"Chromium at {executable} could not be launched: {str(exc).splitlines()[0]}")
-        state = Browser(context=context, base=base, html=Path(built_book.html), mathjax=mathjax,
-                        mathjax_problem=problem)
+        state = Browser(
+            context=context, base=base, html=Path(built_book.html), mathjax=mathjax, mathjax_problem=problem
+        )
 
         def route(route):
             url = route.request.url
             if url.startswith(base):
                 return route.continue_()
             if url.startswith(MATHJAX_CDN_PREFIX) and mathjax is not None:
-                rel = urllib.parse.urlsplit(url[len(MATHJAX_CDN_PREFIX):]).path
+                rel = urllib.parse.urlsplit(url[len(MATHJAX_CDN_PREFIX) :]).path
                 local = (mathjax / rel).resolve()
                 if local.is_file() and mathjax.resolve() in local.parents:
                     return route.fulfill(path=str(local))
@@ -299,13 +309,28 @@ def inspect(browser: Browser, entry: str) -> Report:
     browser.blocked = report.blocked
     page = browser.context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.on("console", lambda m: m.type == "error" and report.console_errors.append(
-        f"{m.text} (at {m.location.get('url', '?')}:{m.location.get('lineNumber', '?')})"))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and report.console_errors.append(
+                f"{m.text} (at {m.location.get('url', '?')}:{m.location.get('lineNumber', '?')})"
+            )
+        ),
+    )
     page.on("pageerror", lambda exc: report.page_errors.append(str(exc)))
-    page.on("requestfailed", lambda r: r.url.startswith(browser.base) and report.failed_local.append(
-        f"{r.url}: {r.failure}"))
-    page.on("response", lambda r: r.url.startswith(browser.base) and r.status >= 400 and report.failed_local.append(
-        f"{r.url}: HTTP {r.status}"))
+    page.on(
+        "requestfailed",
+        lambda r: r.url.startswith(browser.base) and report.failed_local.append(f"{r.url}: {r.failure}"),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            r.url.startswith(browser.base)
+            and r.status >= 400
+            and report.failed_local.append(f"{r.url}: HTTP {r.status}")
+        ),
+    )
     try:
         page.set_viewport_size(DESKTOP)
         response = page.goto(report.url, wait_until="load")
@@ -371,15 +396,17 @@ def test_math_is_typeset(report, browser):
     assert m["n_typeset"] >= m["n_math"], m
     if m["wide"]:
         # Not a failure (the equation scrolls; the page does not overflow), but worth a look: split it.
-        warnings.warn(f"{report.url}: display equations wider than the text at {DESKTOP['width']} px: {m['wide']}",
-                      stacklevel=1)
+        warnings.warn(
+            f"{report.url}: display equations wider than the text at {DESKTOP['width']} px: {m['wide']}", stacklevel=1
+        )
 
 
 @pytest.mark.parametrize("entry", PAGES, ids=_page_id)
 def test_images_load(report):
     assert not report.images["broken"], (
         f"{report.url}: {len(report.images['broken'])} of {report.images['n']} images did not load "
-        f"(naturalWidth 0): {report.images['broken']}")
+        f"(naturalWidth 0): {report.images['broken']}"
+    )
 
 
 def _expected_colab_url(entry: str) -> str:
@@ -437,14 +464,16 @@ def test_no_horizontal_overflow(report, width):
     o = report.overflow[width]
     assert o["scrollWidth"] <= o["viewport"] + 1 and not o["culprits"], (
         f"{report.url} at {width} width ({o['viewport']} px): page is {o['scrollWidth']} px wide; "
-        f"sticking out ({o['n_culprits']} elements, first 8 shown):\n" + "\n".join(o["culprits"]))
+        f"sticking out ({o['n_culprits']} elements, first 8 shown):\n" + "\n".join(o["culprits"])
+    )
 
 
 @pytest.mark.parametrize("entry", PAGES, ids=_page_id)
 def test_no_raw_markup_in_text(report):
     """Markdown or MyST the parser did not understand shows as text: "|---|" of a table, "{eq}", ":::", "$$"."""
     assert not report.raw_markup, f"{report.url}: raw Markdown/MyST in the visible text:\n" + "\n".join(
-        report.raw_markup)
+        report.raw_markup
+    )
 
 
 @pytest.mark.parametrize("entry", PAGES, ids=_page_id)
@@ -453,7 +482,8 @@ def test_code_fits_without_sideways_scrolling(report):
     w = report.wide_code
     assert not w["wide"], (
         f"{report.url}: {len(w['wide'])} of {w['n_measured']} code blocks need sideways scrolling at "
-        f"{DESKTOP['width']} px (ruff format with book/ruff.toml, and shorten long strings):\n" + "\n".join(w["wide"]))
+        f"{DESKTOP['width']} px (ruff format with book/ruff.toml, and shorten long strings):\n" + "\n".join(w["wide"])
+    )
 
 
 def _chapter_number(entry: str) -> int | None:
@@ -483,11 +513,13 @@ def test_equation_numbers_are_per_chapter(report, entry):
 @pytest.mark.parametrize("entry", PAGES, ids=_page_id)
 def test_images_have_alt_text(report):
     """Screen readers read the alt text; Sphinx's default alt is the image's address, which says nothing."""
-    missing = [img["src"] for img in report.alt
-               if not img["alt"] or img["alt"] == img["src"] or IMAGE_FILE.search(img["alt"])]
+    missing = [
+        img["src"] for img in report.alt if not img["alt"] or img["alt"] == img["src"] or IMAGE_FILE.search(img["alt"])
+    ]
     assert not missing, (
         f"{report.url}: {len(missing)} of {len(report.alt)} images have no alt text (a code cell's figure gets one "
-        "from its metadata, mystnb.image.alt):\n" + "\n".join(missing))
+        "from its metadata, mystnb.image.alt):\n" + "\n".join(missing)
+    )
 
 
 def test_screenshots_saved(browser):
@@ -497,5 +529,7 @@ def test_screenshots_saved(browser):
         pytest.skip("no page was inspected in this run")
     for entry, path in shots.items():
         assert path is not None and path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", entry
-    print(json.dumps({e: str(p.relative_to(ROOT)) for e, p in shots.items()}, indent=1),
-          f"MathJax {mathjax_version(browser.mathjax) if browser.mathjax else 'missing'}")
+    print(
+        json.dumps({e: str(p.relative_to(ROOT)) for e, p in shots.items()}, indent=1),
+        f"MathJax {mathjax_version(browser.mathjax) if browser.mathjax else 'missing'}",
+    )

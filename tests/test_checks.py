@@ -44,24 +44,33 @@ def kl_by_hand(mu, logvar):
 KL_CORRECT = [vaelab.kl_standard_normal, kl_torch, kl_by_hand]
 
 KL_MISTAKES = {
-    "paper formula without the minus": (lambda mu, lv: 0.5 * (1 + lv - mu**2 - lv.exp()).sum(-1),
-                                        "your KL is negative for mu=0, logvar=1"),
+    "paper formula without the minus": (
+        lambda mu, lv: 0.5 * (1 + lv - mu**2 - lv.exp()).sum(-1),
+        "your KL is negative for mu=0, logvar=1",
+    ),
     "sign of the logvar term": (lambda mu, lv: 0.5 * (mu**2 + lv.exp() + lv - 1).sum(-1), "sign of the log-variance"),
     "missing 1/2": (lambda mu, lv: (mu**2 + lv.exp() - lv - 1).sum(-1), "factor 1/2 is missing"),
     "mean over latent dims": (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv - 1).mean(-1), "averaged over the latent"),
-    "std instead of variance": (lambda mu, lv: 0.5 * (mu**2 + (0.5 * lv).exp() - lv - 1).sum(-1),
-                                "standard deviation exp(logvar / 2)"),
-    "logvar read as log sigma": (lambda mu, lv: 0.5 * (mu**2 + (2 * lv).exp() - 2 * lv - 1).sum(-1),
-                                 "treated logvar as log(sigma)"),
+    "std instead of variance": (
+        lambda mu, lv: 0.5 * (mu**2 + (0.5 * lv).exp() - lv - 1).sum(-1),
+        "standard deviation exp(logvar / 2)",
+    ),
+    "logvar read as log sigma": (
+        lambda mu, lv: 0.5 * (mu**2 + (2 * lv).exp() - 2 * lv - 1).sum(-1),
+        "treated logvar as log(sigma)",
+    ),
     "forgot the -1": (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv).sum(-1), "the -1 is missing"),
     "forgot mu^2": (lambda mu, lv: 0.5 * (lv.exp() - lv - 1).sum(-1), "mu^2 term is missing"),
     "reverse KL": (lambda mu, lv: 0.5 * ((-lv).exp() * (1 + mu**2) + lv - 1).sum(-1), "reverse direction"),
     "no sum": (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv - 1), "did not reduce over the latent"),
     "sum over batch too": (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv - 1).sum(), "reduced over the batch"),
     "sum over batch dim": (lambda mu, lv: 0.5 * (mu**2 + lv.exp() - lv - 1).sum(0), "instead of over the latent"),
-    "through numpy": (lambda mu, lv: torch.as_tensor(
-        0.5 * (mu.detach().numpy() ** 2 + np.exp(lv.detach().numpy()) - lv.detach().numpy() - 1).sum(-1)),
-        "must be differentiable"),
+    "through numpy": (
+        lambda mu, lv: torch.as_tensor(
+            0.5 * (mu.detach().numpy() ** 2 + np.exp(lv.detach().numpy()) - lv.detach().numpy() - 1).sum(-1)
+        ),
+        "must be differentiable",
+    ),
 }
 
 
@@ -107,8 +116,10 @@ def rep_sqrt(mu, logvar):
 REP_CORRECT = [vaelab.reparameterize, rep_by_hand, rep_rsample, rep_sqrt]
 
 REP_MISTAKES = {
-    "no reparameterization (torch.normal)": (lambda mu, lv: torch.normal(mu, (0.5 * lv).exp()),
-                                             "no gradient reaches mu"),
+    "no reparameterization (torch.normal)": (
+        lambda mu, lv: torch.normal(mu, (0.5 * lv).exp()),
+        "no gradient reaches mu",
+    ),
     "sample() instead of rsample()": (lambda mu, lv: Normal(mu, (0.5 * lv).exp()).sample(), "no gradient reaches mu"),
     "variance instead of std": (lambda mu, lv: mu + lv.exp() * torch.randn_like(mu), "multiplied eps by the variance"),
     "logvar as std": (lambda mu, lv: mu + lv * torch.randn_like(mu), "multiplied eps by logvar itself"),
@@ -117,14 +128,22 @@ REP_MISTAKES = {
     "0.5 outside exp": (lambda mu, lv: mu + 0.5 * lv.exp() * torch.randn_like(mu), "inside the exponent"),
     "forgot mu": (lambda mu, lv: (0.5 * lv).exp() * torch.randn_like(mu), "forget to add mu"),
     "uniform noise": (lambda mu, lv: mu + (0.5 * lv).exp() * torch.rand_like(mu), "torch.rand draws uniform"),
-    "one eps per dimension": (lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape[-1], dtype=mu.dtype),
-                              "same noise"),
-    "one eps per row": (lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape[0], 1, dtype=mu.dtype),
-                        "every latent dimension got the same noise"),
-    "seeded inside": (lambda mu, lv: (torch.manual_seed(0), mu + (0.5 * lv).exp() * torch.randn_like(mu))[1],
-                      "do not call torch.manual_seed"),
-    "detached std": (lambda mu, lv: mu + (0.5 * lv).exp().detach() * torch.randn_like(mu),
-                     "gradient with respect to logvar"),
+    "one eps per dimension": (
+        lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape[-1], dtype=mu.dtype),
+        "same noise",
+    ),
+    "one eps per row": (
+        lambda mu, lv: mu + (0.5 * lv).exp() * torch.randn(mu.shape[0], 1, dtype=mu.dtype),
+        "every latent dimension got the same noise",
+    ),
+    "seeded inside": (
+        lambda mu, lv: (torch.manual_seed(0), mu + (0.5 * lv).exp() * torch.randn_like(mu))[1],
+        "do not call torch.manual_seed",
+    ),
+    "detached std": (
+        lambda mu, lv: mu + (0.5 * lv).exp().detach() * torch.randn_like(mu),
+        "gradient with respect to logvar",
+    ),
     "float32 noise always": (lambda mu, lv: (mu + (0.5 * lv).exp() * torch.randn_like(mu)).double(), "mu's dtype"),
     "extra sample dim": (lambda mu, lv: vaelab.reparameterize(mu, lv, 1), "without an extra sample dimension"),
     "in place": (lambda mu, lv: mu.add_((0.5 * lv).exp() * torch.randn_like(mu)), "in place"),
@@ -170,22 +189,29 @@ GAUSS_CORRECT = [vaelab.gaussian_log_prob, gauss_torch, gauss_by_hand]
 GAUSS_MISTAKES = {
     "mean over pixels": (lambda x, m, lv: vaelab.gaussian_log_prob(x, m, lv) / x.shape[-1], "averaged over the pixels"),
     "no 2 pi": (lambda x, m, lv: -0.5 * ((x - m) ** 2 / _lv(lv, x).exp() + _lv(lv, x)).sum(-1), "-1/2 log(2 pi)"),
-    "no 1/2 on the square": (lambda x, m, lv: -((x - m) ** 2 / _lv(lv, x).exp()
-                                                 + 0.5 * _lv(lv, x) + 0.5 * LOG_2PI).sum(-1),
-                             "factor 1/2 in front of the squared error"),
-    "std instead of variance": (lambda x, m, lv: -0.5 * ((x - m) ** 2 / (0.5 * _lv(lv, x)).exp()
-                                                         + _lv(lv, x) + LOG_2PI).sum(-1),
-                                "divided by the standard deviation"),
-    "logvar read as log sigma": (lambda x, m, lv: -0.5 * ((x - m) ** 2 / (2 * _lv(lv, x)).exp()
-                                                          + 2 * _lv(lv, x) + LOG_2PI).sum(-1),
-                                 "treated logvar as log(sigma)"),
+    "no 1/2 on the square": (
+        lambda x, m, lv: -((x - m) ** 2 / _lv(lv, x).exp() + 0.5 * _lv(lv, x) + 0.5 * LOG_2PI).sum(-1),
+        "factor 1/2 in front of the squared error",
+    ),
+    "std instead of variance": (
+        lambda x, m, lv: -0.5 * ((x - m) ** 2 / (0.5 * _lv(lv, x)).exp() + _lv(lv, x) + LOG_2PI).sum(-1),
+        "divided by the standard deviation",
+    ),
+    "logvar read as log sigma": (
+        lambda x, m, lv: -0.5 * ((x - m) ** 2 / (2 * _lv(lv, x)).exp() + 2 * _lv(lv, x) + LOG_2PI).sum(-1),
+        "treated logvar as log(sigma)",
+    ),
     "no logvar term": (lambda x, m, lv: -0.5 * ((x - m) ** 2 / _lv(lv, x).exp() + LOG_2PI).sum(-1), "-1/2 logvar term"),
     "negative log-likelihood": (lambda x, m, lv: -vaelab.gaussian_log_prob(x, m, lv), "-log p (a loss)"),
-    "float logvar unsupported": (lambda x, m, lv: -0.5 * ((x - m) ** 2 / torch.exp(lv) + lv + LOG_2PI).sum(-1),
-                                 "plain Python float"),
+    "float logvar unsupported": (
+        lambda x, m, lv: -0.5 * ((x - m) ** 2 / torch.exp(lv) + lv + LOG_2PI).sum(-1),
+        "plain Python float",
+    ),
     "mse_loss mean": (lambda x, m, lv: -F.mse_loss(m, x), "reduced over the batch"),
-    "no sum": (lambda x, m, lv: -0.5 * ((x - m) ** 2 / _lv(lv, x).exp() + _lv(lv, x) + LOG_2PI),
-               "did not reduce over the pixels"),
+    "no sum": (
+        lambda x, m, lv: -0.5 * ((x - m) ** 2 / _lv(lv, x).exp() + _lv(lv, x) + LOG_2PI),
+        "did not reduce over the pixels",
+    ),
     "detached": (lambda x, m, lv: vaelab.gaussian_log_prob(x, m.detach(), lv), "differentiable in the mean"),
 }
 
@@ -224,23 +250,36 @@ def bern_bce(x, logits):
 BERN_CORRECT = [vaelab.bernoulli_log_prob, bern_torch, bern_logsigmoid, bern_bce]
 
 BERN_MISTAKES = {
-    "bce loss (sign)": (lambda x, lg: F.binary_cross_entropy_with_logits(lg, x, reduction="none").sum(-1),
-                        "binary cross-entropy (a loss"),
-    "mean over pixels": (lambda x, lg: -F.binary_cross_entropy_with_logits(lg, x, reduction="none").mean(-1),
-                         "averaged over the pixels"),
-    "naive sigmoid then log": (lambda x, lg: (x * torch.sigmoid(lg).log()
-                                              + (1 - x) * (1 - torch.sigmoid(lg)).log()).sum(-1),
-                               "Compute it stably from the logits"),
-    "sigmoid then clamped bce": (lambda x, lg: -F.binary_cross_entropy(torch.sigmoid(lg), x, reduction="none").sum(-1),
-                                 "loses precision (or is clamped)"),
-    "logits as probabilities": (lambda x, lg: (x * lg.log() + (1 - x) * (1 - lg).log()).sum(-1),
-                                "logits are not probabilities"),
+    "bce loss (sign)": (
+        lambda x, lg: F.binary_cross_entropy_with_logits(lg, x, reduction="none").sum(-1),
+        "binary cross-entropy (a loss",
+    ),
+    "mean over pixels": (
+        lambda x, lg: -F.binary_cross_entropy_with_logits(lg, x, reduction="none").mean(-1),
+        "averaged over the pixels",
+    ),
+    "naive sigmoid then log": (
+        lambda x, lg: (x * torch.sigmoid(lg).log() + (1 - x) * (1 - torch.sigmoid(lg)).log()).sum(-1),
+        "Compute it stably from the logits",
+    ),
+    "sigmoid then clamped bce": (
+        lambda x, lg: -F.binary_cross_entropy(torch.sigmoid(lg), x, reduction="none").sum(-1),
+        "loses precision (or is clamped)",
+    ),
+    "logits as probabilities": (
+        lambda x, lg: (x * lg.log() + (1 - x) * (1 - lg).log()).sum(-1),
+        "logits are not probabilities",
+    ),
     "x and 1-x swapped": (lambda x, lg: (x * F.logsigmoid(-lg) + (1 - x) * F.logsigmoid(lg)).sum(-1), "swapped"),
-    "missing (1-x) term": (lambda x, lg: (x * F.logsigmoid(lg)).sum(-1),
-                           "(1 - x) log(1 - sigmoid(logits)) term is missing"),
+    "missing (1-x) term": (
+        lambda x, lg: (x * F.logsigmoid(lg)).sum(-1),
+        "(1 - x) log(1 - sigmoid(logits)) term is missing",
+    ),
     "whole-batch mean bce": (lambda x, lg: -F.binary_cross_entropy_with_logits(lg, x), "reduced over the batch"),
-    "bce arguments swapped": (lambda x, lg: -F.binary_cross_entropy_with_logits(x, lg, reduction="none").sum(-1),
-                              "arguments of F.binary_cross_entropy_with_logits are swapped"),
+    "bce arguments swapped": (
+        lambda x, lg: -F.binary_cross_entropy_with_logits(x, lg, reduction="none").sum(-1),
+        "arguments of F.binary_cross_entropy_with_logits are swapped",
+    ),
 }
 
 
@@ -379,8 +418,10 @@ ELBO_MISTAKES = {
     "KL added": (lambda m, x: (lambda p: p[3] + p[4])(_parts(m, x)), "you added the KL"),
     "negative ELBO (loss)": (lambda m, x: (lambda p: p[4] - p[3])(_parts(m, x)), "-ELBO (the loss)"),
     "no sampling (z = mu)": (_elbo_plugin, "decoded the posterior mean mu without sampling"),
-    "mean over pixels": (lambda m, x: (lambda p: p[3] / x.shape[1] - p[4])(_parts(m, x)),
-                         "averaged log p(x|z) over the pixels"),
+    "mean over pixels": (
+        lambda m, x: (lambda p: p[3] / x.shape[1] - p[4])(_parts(m, x)),
+        "averaged log p(x|z) over the pixels",
+    ),
     "KL missing": (lambda m, x: _parts(m, x)[3], "KL term is missing"),
     "KL summed over batch": (lambda m, x: (lambda p: p[3] - p[4].sum())(_parts(m, x)), "summed over the whole batch"),
     "no reparameterization": (_elbo_no_reparam, "no gradient reaches mu through z"),
@@ -430,8 +471,14 @@ def test_elbo_reference_matches_closed_form_for_linear_gaussian_model():
 # --------------------------------------------------------------------------------------------
 # Behaviour shared by all checks
 
-ALL_CHECKS = [checks.check_reparameterize, checks.check_kl_standard_normal, checks.check_gaussian_log_likelihood,
-              checks.check_bernoulli_log_likelihood, checks.check_elbo, checks.check_iwae_bound]
+ALL_CHECKS = [
+    checks.check_reparameterize,
+    checks.check_kl_standard_normal,
+    checks.check_gaussian_log_likelihood,
+    checks.check_bernoulli_log_likelihood,
+    checks.check_elbo,
+    checks.check_iwae_bound,
+]
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
@@ -466,12 +513,17 @@ def test_arbitrary_exception_is_reported_with_its_line(check):
 def test_nan_output_fails_cleanly(check):
     def nan(*args):
         first = args[1] if isinstance(args[0], torch.nn.Module) else args[0]
-        return torch.full(first.shape[:1] if first.dim() == 2 and check is not checks.check_iwae_bound
-                          else first.shape[1:], float("nan"), dtype=torch.float64)
+        return torch.full(
+            first.shape[:1] if first.dim() == 2 and check is not checks.check_iwae_bound else first.shape[1:],
+            float("nan"),
+            dtype=torch.float64,
+        )
 
     if check is checks.check_reparameterize:
+
         def nan(mu, logvar):  # noqa: F811 - z has the shape of mu
             return torch.full_like(mu, float("nan"))
+
     result = check(nan)
     assert not result
     assert "hint:" in result.message
@@ -488,13 +540,17 @@ def test_checks_are_deterministic_and_leave_the_global_random_state_alone():
     expected_next = torch.rand(3)
     torch.manual_seed(123)
     first = [check(stub).message for check in ALL_CHECKS] + [checks.check_elbo(elbo_by_hand).message]
-    mistakes = [checks.check_reparameterize(REP_MISTAKES["variance instead of std"][0]).message,
-                checks.check_elbo(ELBO_MISTAKES["no sampling (z = mu)"][0]).message]
+    mistakes = [
+        checks.check_reparameterize(REP_MISTAKES["variance instead of std"][0]).message,
+        checks.check_elbo(ELBO_MISTAKES["no sampling (z = mu)"][0]).message,
+    ]
     assert torch.equal(torch.rand(3), expected_next)
     again = [check(stub).message for check in ALL_CHECKS] + [checks.check_elbo(elbo_by_hand).message]
     assert first == again
-    assert mistakes == [checks.check_reparameterize(REP_MISTAKES["variance instead of std"][0]).message,
-                        checks.check_elbo(ELBO_MISTAKES["no sampling (z = mu)"][0]).message]
+    assert mistakes == [
+        checks.check_reparameterize(REP_MISTAKES["variance instead of std"][0]).message,
+        checks.check_elbo(ELBO_MISTAKES["no sampling (z = mu)"][0]).message,
+    ]
 
 
 def test_summary_lists_what_still_fails():

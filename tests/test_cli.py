@@ -25,8 +25,14 @@ SMALL = ["--limit", "60", "--latent-dim", "2", "--hidden-dim", "16", "--batch-si
 
 
 def run(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "vaelab", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "VAELAB_QUIET": "1", **(env or {})}, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "vaelab", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VAELAB_QUIET": "1", **(env or {})},
+        **kwargs,
+    )
 
 
 def assert_one_line_error(result, status, *phrases):
@@ -70,8 +76,20 @@ def no_data(tmp_path):
 
 
 @pytest.mark.slow  # each case starts an interpreter that imports torch (5 s here); the same in-process below
-@pytest.mark.parametrize("case", ["out is a file", "history.json is a folder", "files vaelab did not write",
-                                  "huge seed", "beta nan", "lr zero", "tilde", "no cuda", "locked"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "out is a file",
+        "history.json is a folder",
+        "files vaelab did not write",
+        "huge seed",
+        "beta nan",
+        "lr zero",
+        "tilde",
+        "no cuda",
+        "locked",
+    ],
+)
 def test_usage_errors_are_one_line_with_the_fix_before_loading_data(tmp_path, no_data, case):
     args, phrases, holder = [], [], None
     (tmp_path / "afile").write_text("mine")
@@ -84,8 +102,10 @@ def test_usage_errors_are_one_line_with_the_fix_before_loading_data(tmp_path, no
         (tmp_path / "run").mkdir()
         for name in ("history.json", "samples.png"):
             (tmp_path / "run" / name).write_text("someone else's")
-        args, phrases = ["--out", str(tmp_path / "run")], ["history.json, samples.png, which vaelab did not write",
-                                                           "--overwrite"]
+        args, phrases = (
+            ["--out", str(tmp_path / "run")],
+            ["history.json, samples.png, which vaelab did not write", "--overwrite"],
+        )
     elif case == "huge seed":
         args, phrases = ["--seed", str(2**70)], ["--seed", "from 0 to 18446744073709551615"]
     elif case == "beta nan":
@@ -101,11 +121,20 @@ def test_usage_errors_are_one_line_with_the_fix_before_loading_data(tmp_path, no
             args, phrases = ["--device", "cuda"], ["no CUDA GPU is available", "--device auto or cpu"]
     else:
         (tmp_path / "run").mkdir()
-        holder = subprocess.Popen([sys.executable, "-c", (
-            "import fcntl, os, time\n"
-            f"fd = os.open({str(tmp_path / 'run' / '.model.ckpt.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
-            "print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import fcntl, os, time\n"
+                    f"fd = os.open({str(tmp_path / 'run' / '.model.ckpt.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                    "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+                    "print('locked', flush=True); time.sleep(60)\n"
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert holder.stdout.readline().strip() == "locked"
         args, phrases = ["--out", str(tmp_path / "run")], [f"another vaelab run (pid {holder.pid})", "another --out"]
     try:
@@ -116,18 +145,22 @@ def test_usage_errors_are_one_line_with_the_fix_before_loading_data(tmp_path, no
             holder.wait()
     assert_one_line_error(result, 2, *phrases)
     assert not (tmp_path / "~").exists() and (tmp_path / "afile").read_text() == "mine"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["afile", "empty", *(["run"] if "run" in
-                                                                                      str(args) else [])])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["afile", "empty", *(["run"] if "run" in str(args) else [])]
+    )
 
 
-@pytest.mark.parametrize("argv,status,phrase", [
-    (["train", "--out", "{tmp}/afile"], 2, "is a file, not a folder"),
-    (["train", "--beta", "inf"], 2, "argument --beta: expected a finite number >= 0, got inf"),
-    (["train", "--epochs", "0"], 2, "argument --epochs: expected an integer >= 1, got 0"),
-    (["train", "--device", "tpu"], 2, "unknown device 'tpu'; use --device"),
-    (["evaluate", "{tmp}"], 2, "is a folder; pass the checkpoint file inside it"),
-    (["evaluate", "{tmp}/nan.ckpt"], 1, "NaN or Inf weights"),
-])
+@pytest.mark.parametrize(
+    "argv,status,phrase",
+    [
+        (["train", "--out", "{tmp}/afile"], 2, "is a file, not a folder"),
+        (["train", "--beta", "inf"], 2, "argument --beta: expected a finite number >= 0, got inf"),
+        (["train", "--epochs", "0"], 2, "argument --epochs: expected an integer >= 1, got 0"),
+        (["train", "--device", "tpu"], 2, "unknown device 'tpu'; use --device"),
+        (["evaluate", "{tmp}"], 2, "is a folder; pass the checkpoint file inside it"),
+        (["evaluate", "{tmp}/nan.ckpt"], 1, "NaN or Inf weights"),
+    ],
+)
 def test_the_same_errors_in_process_for_make_test_fast(tmp_path, capsys, monkeypatch, argv, status, phrase):
     """What the subprocess tests check, through cli.main (no interpreter start): exit status, one line."""
     monkeypatch.setenv("VAELAB_DATA", str(tmp_path / "empty"))
@@ -145,11 +178,16 @@ def test_the_same_errors_in_process_for_make_test_fast(tmp_path, capsys, monkeyp
 def _checkpoint(path, poison=False):
     torch.manual_seed(0)
     model = vaelab.build_vae(latent_dim=2, hidden_dim=8)
-    state = {"config": model.config.to_dict(), "model": model.state_dict(), "epoch": 1,
-             "settings": {"binarization": "dynamic"}}
+    state = {
+        "config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "epoch": 1,
+        "settings": {"binarization": "dynamic"},
+    }
     if poison:
-        state["model"]["decoder.out.weight" if "decoder.out.weight" in state["model"] else
-                       next(iter(state["model"]))].view(-1)[0] = float("nan")
+        state["model"][
+            "decoder.out.weight" if "decoder.out.weight" in state["model"] else next(iter(state["model"]))
+        ].view(-1)[0] = float("nan")
     vaelab.save_checkpoint(path, state)
     return path
 
@@ -193,8 +231,21 @@ def strict_json(text):
 @pytest.mark.slow
 def test_train_then_evaluate(tmp_path, mnist_root):
     out = tmp_path / "run"
-    result = run("train", "--epochs", "2", "--limit", "3000", "--latent-dim", "5", "--hidden-dim", "100",
-                 "--device", "cpu", "--out", str(out))
+    result = run(
+        "train",
+        "--epochs",
+        "2",
+        "--limit",
+        "3000",
+        "--latent-dim",
+        "5",
+        "--hidden-dim",
+        "100",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert (out / "model.ckpt").is_file() and (out / "samples.png").stat().st_size > 1000
     history = strict_json((out / "history.json").read_text())
@@ -244,9 +295,13 @@ def test_a_diverged_run_fails_and_ctrl_c_exits_130_keeping_the_checkpoint(tmp_pa
     assert_one_line_error(diverged, 1, "diverged", "lower learning rate than --lr 1000000.0", "--restart")
 
     out = tmp_path / "c"
-    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "train", "--epochs", "500", *SMALL, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "VAELAB_QUIET": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "train", "--epochs", "500", *SMALL, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "VAELAB_QUIET": "1"},
+    )
     deadline = time.monotonic() + 120
     while not (out / "model.ckpt.prev").exists() and time.monotonic() < deadline:  # two epochs written
         time.sleep(0.05)
@@ -278,8 +333,10 @@ def test_an_unwritable_out_is_refused_before_loading_data(tmp_path, capsys, monk
 def test_evaluate_a_float64_checkpoint_in_float64(tmp_path, mnist_root):
     torch.manual_seed(0)
     model = vaelab.build_vae(latent_dim=2, hidden_dim=8).double()
-    vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": model.config.to_dict(), "model": model.state_dict(),
-                                                 "settings": {"binarization": "static"}})
+    vaelab.save_checkpoint(
+        tmp_path / "m.ckpt",
+        {"config": model.config.to_dict(), "model": model.state_dict(), "settings": {"binarization": "static"}},
+    )
     result = run("evaluate", str(tmp_path / "m.ckpt"), "--k", "5", "--limit", "20", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     # an untrained decoder: about -784 log 2 = -543 nats per image

@@ -78,6 +78,7 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, mo
     elif stage == "os.replace":
         monkeypatch.setattr(vaelab.checkpoint.os, "replace", _raise)
     else:
+
         def interrupt(obj, f, *args, **kwargs):
             f.write(b"PK\x03\x04")
             raise KeyboardInterrupt
@@ -98,7 +99,8 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, mo
 @pytest.mark.parametrize("epoch", [1, 3])
 @pytest.mark.parametrize("event", EVENTS)
 def test_sigkill_at_every_stage_keeps_a_loadable_checkpoint_and_resume_is_bit_identical(
-        tmp_path, reference, event, epoch):
+    tmp_path, reference, event, epoch
+):
     path = tmp_path / "run.ckpt"
     target = (event, (epoch - 1) * STEPS_PER_EPOCH + 2 if event == "step" else epoch)
     assert run_child(path, EPOCHS, kill_at=target) == f"{target[0]} {target[1]}"
@@ -157,12 +159,16 @@ def checkpoint_bytes(reference):
 
 def test_truncated_checkpoints_are_reported_never_loaded(tmp_path, checkpoint_bytes):
     path = tmp_path / "cut.ckpt"
-    lengths = sorted({0, 1, 10, 100, len(checkpoint_bytes) - 1}
-                     | set(random.Random(0).sample(range(len(checkpoint_bytes)), 40)))
+    lengths = sorted(
+        {0, 1, 10, 100, len(checkpoint_bytes) - 1} | set(random.Random(0).sample(range(len(checkpoint_bytes)), 40))
+    )
     for n in lengths:
         path.write_bytes(checkpoint_bytes[:n])
-        with pytest.raises(ValueError, match=r"cut\.ckpt .*(truncated|corrupted).*no earlier checkpoint beside it: "
-                                             r"train again"):
+        with pytest.raises(
+            ValueError,
+            match=r"cut\.ckpt .*(truncated|corrupted).*no earlier checkpoint beside it: "
+            r"train again",
+        ):
             load_checkpoint(path)
     # with the previous checkpoint kept beside it, the message points there
     shutil.copyfile(tmp_path / "cut.ckpt", tmp_path / "cut.ckpt.prev")
@@ -202,8 +208,8 @@ def test_a_flip_inside_the_weights_is_caught_by_the_digest(tmp_path, reference, 
         info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
     data = bytearray(checkpoint_bytes)
     start = info.header_offset  # local file header: 30 bytes, then the name and the extra field
-    name_length = int.from_bytes(data[start + 26:start + 28], "little")
-    extra_length = int.from_bytes(data[start + 28:start + 30], "little")
+    name_length = int.from_bytes(data[start + 26 : start + 28], "little")
+    extra_length = int.from_bytes(data[start + 28 : start + 30], "little")
     data[start + 30 + name_length + extra_length + info.file_size // 2] ^= 0x40
     path = tmp_path / "weights.ckpt"
     path.write_bytes(bytes(data))
@@ -270,18 +276,25 @@ def test_loading_a_malicious_checkpoint_executes_nothing(tmp_path, writer):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("change", [{"latent_dim": 3}, {"hidden_dim": 9}, {"likelihood": "gaussian"},
-                                    {"architecture": "conv"}])
+@pytest.mark.parametrize(
+    "change", [{"latent_dim": 3}, {"hidden_dim": 9}, {"likelihood": "gaussian"}, {"architecture": "conv"}]
+)
 def test_a_checkpoint_of_another_architecture_is_a_clear_error(tmp_path, reference, change):
     config = {**load_checkpoint(reference)["config"], **change}
     other = vaelab.build_vae(**config)
-    with pytest.raises(ValueError, match=r"does not fit this model: it was saved from config .*"
-                                         r"build the model with vaelab\.build_vae"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit this model: it was saved from config .*"
+        r"build the model with vaelab\.build_vae",
+    ):
         restore_model(other, load_checkpoint(reference))
     path = shutil.copyfile(reference, tmp_path / "run.ckpt")
     key, value = next(iter(change.items()))
-    with pytest.raises(ValueError, match=rf"holds another run \(.*model\.{key}=.* in the file but "
-                                         rf"model\.{key}={value!r} now"):
+    with pytest.raises(
+        ValueError,
+        match=rf"holds another run \(.*model\.{key}=.* in the file but "
+        rf"model\.{key}={value!r} now",
+    ):
         fit(other, synthetic_data(), epochs=EPOCHS + 1, checkpoint=path, **FIT_ARGS)
     assert path.read_bytes() == reference.read_bytes()
     model, _ = load_model(reference)  # while load_model rebuilds the right one
@@ -336,8 +349,11 @@ def test_nan_loss_names_epoch_step_and_last_good_checkpoint(tmp_path, reference,
 def test_a_huge_learning_rate_stops_training_with_the_epoch_and_step(tmp_path):
     data = synthetic_data()
     settings = {**FIT_ARGS, "lr": 1e30, "batch_size": len(data)}  # one step per epoch: epoch 1 ends finite
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1; the last good checkpoint is .*run\.ckpt "
-                                                 r"\(written after epoch 1\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"epoch 2, step 1; the last good checkpoint is .*run\.ckpt "
+        r"\(written after epoch 1\)",
+    ):
         fit(small_model(), data, epochs=20, checkpoint=tmp_path / "run.ckpt", **settings)
     state = load_checkpoint(tmp_path / "run.ckpt")
     assert all(torch.isfinite(v).all() for v in state["model"].values())
@@ -364,8 +380,11 @@ def test_nan_weights_after_the_last_step_of_an_epoch_are_never_checkpointed(tmp_
 
     monkeypatch.setattr(vaelab.training, "make_optimizer", poisoning_optimizer)
     path = tmp_path / "run.ckpt"
-    with pytest.raises(NonFiniteLossError, match=r"parameters became NaN or Inf at the end of epoch 2; "
-                                                 r"the last good checkpoint is .* \(written after epoch 1\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"parameters became NaN or Inf at the end of epoch 2; "
+        r"the last good checkpoint is .* \(written after epoch 1\)",
+    ):
         fit(small_model(), synthetic_data(), epochs=EPOCHS, checkpoint=path, **FIT_ARGS)
     assert load_checkpoint(path)["epoch"] == 1
 

@@ -52,12 +52,14 @@ def test_single_sample_estimates_match_hand_formulas():
     eps = torch.randn((n, *MU.shape), dtype=F64, generator=torch.Generator().manual_seed(3))
     z = MU + sigma * eps
     f = quadratic(z).unsqueeze(-1)
-    r_mu, r_lv = reparameterized_gradient(quadratic, MU, LOGVAR, n, per_sample=True,
-                                          generator=torch.Generator().manual_seed(3))
+    r_mu, r_lv = reparameterized_gradient(
+        quadratic, MU, LOGVAR, n, per_sample=True, generator=torch.Generator().manual_seed(3)
+    )
     torch.testing.assert_close(r_mu, 2 * (z - C))
     torch.testing.assert_close(r_lv, 2 * (z - C) * 0.5 * sigma * eps)
-    s_mu, s_lv = score_function_gradient(quadratic, MU, LOGVAR, n, per_sample=True,
-                                         generator=torch.Generator().manual_seed(3))
+    s_mu, s_lv = score_function_gradient(
+        quadratic, MU, LOGVAR, n, per_sample=True, generator=torch.Generator().manual_seed(3)
+    )
     torch.testing.assert_close(s_mu, f * (z - MU) / sigma**2)
     torch.testing.assert_close(s_lv, f * 0.5 * ((z - MU) ** 2 / sigma**2 - 1))
 

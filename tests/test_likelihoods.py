@@ -67,8 +67,9 @@ def test_bernoulli_rejects_pixels_in_0_255_at_the_entry_point():
         elbo(model, torch.full((2, 16), 255.0))
 
 
-@pytest.mark.parametrize("x_shape,logits_shape",
-                         [((2, 3), (3,)), ((3,), (4, 3)), ((2, 3), (5, 2, 3)), ((1, 3), (4, 3))])
+@pytest.mark.parametrize(
+    "x_shape,logits_shape", [((2, 3), (3,)), ((3,), (4, 3)), ((2, 3), (5, 2, 3)), ((1, 3), (4, 3))]
+)
 def test_bernoulli_broadcasting_is_the_same_with_and_without_gradients(x_shape, logits_shape):
     """The documented broadcasting holds on the path training uses too (it used to raise with gradients)."""
     g = torch.Generator().manual_seed(3)
@@ -106,8 +107,10 @@ def test_bernoulli_log_prob_is_exact_in_float64_beyond_the_softplus_threshold(lo
     mpmath.mp.dps = 50
     logits = torch.tensor([[logit]], dtype=torch.float64, requires_grad=grad)
     with torch.set_grad_enabled(grad):
-        zero, one = bernoulli_log_prob(torch.zeros(1, 1, dtype=torch.float64), logits).item(), \
-            bernoulli_log_prob(torch.ones(1, 1, dtype=torch.float64), logits).item()
+        zero, one = (
+            bernoulli_log_prob(torch.zeros(1, 1, dtype=torch.float64), logits).item(),
+            bernoulli_log_prob(torch.ones(1, 1, dtype=torch.float64), logits).item(),
+        )
     exact_zero = -mpmath.log(1 + mpmath.e ** mpmath.mpf(logit))  # log(1 - sigmoid(l))
     exact_one = -mpmath.log(1 + mpmath.e ** (-mpmath.mpf(logit)))  # log sigmoid(l)
     for ours, exact in ((zero, exact_zero), (one, exact_one)):

@@ -47,11 +47,14 @@ def test_elbo_through_each_architecture_matches_torch_distributions(architecture
     assert iwae_bound(model, x, k=4).shape == (5,)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: vaelab.LinearGaussianModel.random().vae(),
-    lambda: build_vae(latent_dim=3, hidden_dim=8).double(),
-    lambda: build_vae(latent_dim=3, hidden_dim=8, architecture="conv").double(),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: vaelab.LinearGaussianModel.random().vae(),
+        lambda: build_vae(latent_dim=3, hidden_dim=8).double(),
+        lambda: build_vae(latent_dim=3, hidden_dim=8, architecture="conv").double(),
+    ],
+)
 def test_float64_models_sample_in_float64(make):
     """The prior draws in the model's dtype (it drew float32 and every float64 model failed to sample);
     with a generator the draw is z = randn(n, d) in float64, decoded."""
@@ -133,6 +136,6 @@ def test_bad_config_is_rejected():
 def test_manifold_codes_are_inverse_normal_cdf_of_an_even_grid():
     codes = vaelab.plots.manifold_codes(n=5, eps=0.05)
     u = torch.linspace(0.05, 0.95, 5, dtype=torch.float64)
-    expected = torch.erfinv(2 * u - 1) * 2 ** 0.5  # Phi^{-1}(u)
+    expected = torch.erfinv(2 * u - 1) * 2**0.5  # Phi^{-1}(u)
     torch.testing.assert_close(codes[:5, 0], expected.float())
     torch.testing.assert_close(codes[::5, 1], expected.flip(0).float())

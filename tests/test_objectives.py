@@ -127,8 +127,12 @@ def test_evaluation_helpers_restore_the_train_or_eval_mode(mode):
     seen = []
     model.encoder.register_forward_hook(lambda module, *_: seen.append(module.training))
     data = data_of(images(6))
-    for call in (lambda: rate_distortion(model, data), lambda: encode_dataset(model, data),
-                 lambda: latent_summary(model, data), lambda: log_likelihood_estimate(model, data.images, k=3)):
+    for call in (
+        lambda: rate_distortion(model, data),
+        lambda: encode_dataset(model, data),
+        lambda: latent_summary(model, data),
+        lambda: log_likelihood_estimate(model, data.images, k=3),
+    ):
         model.train(mode)
         seen.clear()
         call()

@@ -34,10 +34,8 @@ from vaelab import (
 )
 from vaelab.recognition import LOGVAR_MAX, LOGVAR_MIN
 
-PROPERTY = settings(max_examples=40, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
-SLOW_PROPERTY = settings(max_examples=30, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+SLOW_PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # LinearGaussianModel.vae() holds W, b and log sigma^2 exactly in float64, so vaelab's bounds with the
@@ -72,8 +70,11 @@ def test_kl_is_finite_nonnegative_and_equals_torch_distributions(data, shape):
 
 
 @PROPERTY
-@given(data=st.data(), shape=shapes,
-       raw=st.one_of(st.floats(-FLOAT32_MAX, FLOAT32_MAX, width=32), st.sampled_from([-math.inf, math.inf])))
+@given(
+    data=st.data(),
+    shape=shapes,
+    raw=st.one_of(st.floats(-FLOAT32_MAX, FLOAT32_MAX, width=32), st.sampled_from([-math.inf, math.inf])),
+)
 def test_encoder_log_variance_is_clamped_so_exp_never_overflows(data, shape, raw):
     """Whatever the encoder's last layer outputs (a too-large learning rate can push it to 1e30
     or inf), exp(logvar) and exp(-logvar) stay finite and positive in float32, and so do the
@@ -149,15 +150,22 @@ def _exact_elbo(lg, model, x):
     s2 = torch.exp(logvar)
     residual = x - m @ lg.weight.T - lg.bias
     trace = (lg.weight.pow(2) * s2[:, None, :]).sum((1, 2))  # tr(W diag(s2) W^T)
-    expected_log_lik = -0.5 * (lg.data_dim * math.log(2 * math.pi * lg.sigma2)
-                               + (residual.pow(2).sum(-1) + trace) / lg.sigma2)
+    expected_log_lik = -0.5 * (
+        lg.data_dim * math.log(2 * math.pi * lg.sigma2) + (residual.pow(2).sum(-1) + trace) / lg.sigma2
+    )
     q = Normal(m, torch.exp(0.5 * logvar))
     kl = kl_divergence(q, Normal(torch.zeros_like(m), torch.ones_like(m))).sum(-1)
     return expected_log_lik - kl, q
 
 
-problems = st.tuples(st.integers(2, 6), st.integers(1, 3), st.floats(0.2, 2.0), st.floats(0.0, 0.3),
-                     st.floats(-1.0, 1.0), st.integers(0, 10_000))
+problems = st.tuples(
+    st.integers(2, 6),
+    st.integers(1, 3),
+    st.floats(0.2, 2.0),
+    st.floats(0.0, 0.3),
+    st.floats(-1.0, 1.0),
+    st.integers(0, 10_000),
+)
 
 
 @SLOW_PROPERTY
@@ -172,9 +180,15 @@ def test_elbo_below_importance_weighted_bound_below_exact_log_px(problem):
         exact_elbo, q = _exact_elbo(lg, model, x)
         # the closed-form ELBO is right: log p(x) - ELBO = KL(q || p(z|x)) >= 0
         post_mean, post_cov = lg.posterior(x)
-        gap = torch.stack([
-            kl_divergence(MultivariateNormal(q.loc[i], torch.diag(q.scale[i] ** 2)),
-                          MultivariateNormal(post_mean[i], post_cov)) for i in range(len(x))])
+        gap = torch.stack(
+            [
+                kl_divergence(
+                    MultivariateNormal(q.loc[i], torch.diag(q.scale[i] ** 2)),
+                    MultivariateNormal(post_mean[i], post_cov),
+                )
+                for i in range(len(x))
+            ]
+        )
         torch.testing.assert_close(log_px - exact_elbo, gap, rtol=1e-7, atol=1e-9)
         assert (exact_elbo <= log_px + 1e-12).all()
         slack = SIGMA_ROUNDING * log_px.abs()  # float64 rounding
@@ -211,8 +225,13 @@ def test_with_the_exact_posterior_every_bound_equals_log_px(problem, k, chunk):
 
 
 @SLOW_PROPERTY
-@given(offset=st.floats(1e2, 1e4), k=st.integers(2, 40), chunk=st.integers(1, 40),
-       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 1000))
+@given(
+    offset=st.floats(1e2, 1e4),
+    k=st.integers(2, 40),
+    chunk=st.integers(1, 40),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 1000),
+)
 def test_importance_weighted_bound_is_stable_for_very_negative_log_weights(offset, k, chunk, dtype, seed):
     """Far from the data every log-weight is hugely negative (exp underflows to 0, so a naive
     log-mean-exp gives -inf); the chunked logsumexp must still give log p(x)."""
@@ -230,8 +249,13 @@ def test_importance_weighted_bound_is_stable_for_very_negative_log_weights(offse
 
 
 @SLOW_PROPERTY
-@given(offset=st.floats(10.0, 1e3), k=st.integers(2, 50), chunk=st.integers(1, 50),
-       spread=st.floats(0.5, 3.0), seed=st.integers(0, 1000))
+@given(
+    offset=st.floats(10.0, 1e3),
+    k=st.integers(2, 50),
+    chunk=st.integers(1, 50),
+    spread=st.floats(0.5, 3.0),
+    seed=st.integers(0, 1000),
+)
 def test_chunked_bound_equals_a_high_precision_log_mean_exp_of_the_same_weights(offset, k, chunk, spread, seed):
     """With a poor q the log-weights are very negative *and* spread over many nats. vaelab's
     chunked logsumexp/logaddexp is compared with a hand-written log-mean-exp (math.fsum) of the
@@ -246,7 +270,7 @@ def test_chunked_bound_equals_a_high_precision_log_mean_exp_of_the_same_weights(
     used = [0]
 
     def fixed_noise(mu, logvar, n_samples=None, generator=None):
-        chunk_eps = eps[used[0]:used[0] + n_samples]
+        chunk_eps = eps[used[0] : used[0] + n_samples]
         used[0] += n_samples
         return mu + torch.exp(0.5 * logvar) * chunk_eps
 
@@ -258,9 +282,15 @@ def test_chunked_bound_equals_a_high_precision_log_mean_exp_of_the_same_weights(
     # the W, b and sigma the model holds
     weight, bias = model.decoder.linear.weight, model.decoder.linear.bias
     sigma = torch.exp(0.5 * model.likelihood.logvar.double())
-    log_w = (Normal(z @ weight.T + bias, sigma).log_prob(x).sum(-1)
-             + Normal(0.0, 1.0).log_prob(z).sum(-1)
-             - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)).flatten().tolist()
+    log_w = (
+        (
+            Normal(z @ weight.T + bias, sigma).log_prob(x).sum(-1)
+            + Normal(0.0, 1.0).log_prob(z).sum(-1)
+            - Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+        )
+        .flatten()
+        .tolist()
+    )
     top = max(log_w)
     reference = top + math.log(math.fsum(math.exp(w - top) for w in log_w) / k)
     assert bound == pytest.approx(reference, rel=1e-12, abs=1e-9)

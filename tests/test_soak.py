@@ -80,5 +80,7 @@ def test_soak_kill_and_resume_at_random_points_loses_nothing(tmp_path):
     total = sum(kills.values())
     assert total >= 10, f"only {total} kills happened: {kills}"
     assert len(leftover_temporaries(path.parent)) <= total
-    print(f"\nsoak: {total} SIGKILLs ({kills}; {in_save} inside a checkpoint write), "
-          f"{EPOCHS} epochs, final state bit-identical to the uninterrupted run")
+    print(
+        f"\nsoak: {total} SIGKILLs ({kills}; {in_save} inside a checkpoint write), "
+        f"{EPOCHS} epochs, final state bit-identical to the uninterrupted run"
+    )

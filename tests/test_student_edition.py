@@ -90,23 +90,32 @@ def _out(text: str):
 
 
 def synthetic_notebook():
-    solution = new_code_cell(SOLUTION_CODE, metadata={"tags": ["solution"]}, execution_count=3,
-                             outputs=[new_output("stream", name="stdout", text="SECRET-PRINT\n")])
-    return new_notebook(cells=[
-        new_markdown_cell("# Chapter\n\nIntro."),
-        new_code_cell("x = 1 + 1\nx", execution_count=1, outputs=[_out("2")]),
-        new_markdown_cell(EXERCISE_MD),
-        solution,
-        new_code_cell("# NBVAL_CHECK_OUTPUT\nvaelab.checks.check_kl_standard_normal(my_kl)", execution_count=4,
-                      outputs=[_out("check_kl_standard_normal: passed (12 cases)")]),
-        new_code_cell("print(helper(1, 2))", execution_count=5, outputs=[_out("3")]),
-        new_markdown_cell(":::{solution} t-ex-kl\nOnly a solution in this cell.\n:::"),
-        new_markdown_cell("Notes for teachers only.", metadata={"tags": ["instructor"]}),
-        new_markdown_cell("Gated part one.\n\n```{solution-start} t-ex-kl\n```\nSECRET-GATED-1"),
-        new_code_cell("print('SECRET-GATED-CODE')", execution_count=6),
-        new_markdown_cell("SECRET-GATED-2\n```{solution-end}\n```\nAfter the gated solution."),
-        new_code_cell("y = 2 * x\ny", execution_count=7, outputs=[_out("4")]),
-    ])
+    solution = new_code_cell(
+        SOLUTION_CODE,
+        metadata={"tags": ["solution"]},
+        execution_count=3,
+        outputs=[new_output("stream", name="stdout", text="SECRET-PRINT\n")],
+    )
+    return new_notebook(
+        cells=[
+            new_markdown_cell("# Chapter\n\nIntro."),
+            new_code_cell("x = 1 + 1\nx", execution_count=1, outputs=[_out("2")]),
+            new_markdown_cell(EXERCISE_MD),
+            solution,
+            new_code_cell(
+                "# NBVAL_CHECK_OUTPUT\nvaelab.checks.check_kl_standard_normal(my_kl)",
+                execution_count=4,
+                outputs=[_out("check_kl_standard_normal: passed (12 cases)")],
+            ),
+            new_code_cell("print(helper(1, 2))", execution_count=5, outputs=[_out("3")]),
+            new_markdown_cell(":::{solution} t-ex-kl\nOnly a solution in this cell.\n:::"),
+            new_markdown_cell("Notes for teachers only.", metadata={"tags": ["instructor"]}),
+            new_markdown_cell("Gated part one.\n\n```{solution-start} t-ex-kl\n```\nSECRET-GATED-1"),
+            new_code_cell("print('SECRET-GATED-CODE')", execution_count=6),
+            new_markdown_cell("SECRET-GATED-2\n```{solution-end}\n```\nAfter the gated solution."),
+            new_code_cell("y = 2 * x\ny", execution_count=7, outputs=[_out("4")]),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,9 @@ def test_checkpoint_round_trip_gives_bit_identical_continuation(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     fit(resumed, data, data, epochs=2, batch_size=32, device="cpu", seed=1, checkpoint=ckpt, progress=False)
     fresh = small_model(seed=123)  # different initial weights: everything must come from the file
-    history_resumed = fit(fresh, data, data, epochs=4, batch_size=32, device="cpu", seed=1,
-                          checkpoint=ckpt, progress=False)
+    history_resumed = fit(
+        fresh, data, data, epochs=4, batch_size=32, device="cpu", seed=1, checkpoint=ckpt, progress=False
+    )
 
     for a, b in zip(straight.state_dict().values(), fresh.state_dict().values()):
         assert torch.equal(a, b)
@@ -166,22 +167,32 @@ def _changed_run(change: str):
         data, test = (ImageData(d.images.double(), d.labels, d.binarization, d.image_shape) for d in (data, test))
     else:
         key, value = change.split("=")
-        kwargs[key] = {"kl": value}.get(key, None) or (int(value) if key in ("batch_size", "n_samples") else
-                                                       float(value))
+        kwargs[key] = {"kl": value}.get(key, None) or (
+            int(value) if key in ("batch_size", "n_samples") else float(value)
+        )
     if change == "gaussian_logvar":
         reference = build_vae(latent_dim=3, hidden_dim=16, side=6, likelihood="gaussian")
         return reference, model, data, test, kwargs
     return None, model, data, test, kwargs
 
 
-CHANGES = {"fewer images": "train_size=300 in the file but train_size=200",
-           "other images": "train_pixels=sha256:", "static binarization": "binarization='dynamic'",
-           "binarization seed": "seed=1 in the file but seed=2", "no test set": "test_size=40 in the file but",
-           "latent_dim": "model.latent_dim=3 in the file but model.latent_dim=4",
-           "gaussian_logvar": "model.gaussian_logvar=0.0 in the file but model.gaussian_logvar=-2.0",
-           "float64": "dtype='float32' in the file but dtype='float64'", "lr=0.003": "lr=0.001",
-           "batch_size=16": "batch_size=32", "beta=2": "beta=1.0", "kl_warmup_epochs=1": "kl_warmup_epochs=0.0",
-           "free_bits=0.5": "free_bits=0.0", "n_samples=2": "n_samples=1", "kl=mc": "kl='analytic'"}
+CHANGES = {
+    "fewer images": "train_size=300 in the file but train_size=200",
+    "other images": "train_pixels=sha256:",
+    "static binarization": "binarization='dynamic'",
+    "binarization seed": "seed=1 in the file but seed=2",
+    "no test set": "test_size=40 in the file but",
+    "latent_dim": "model.latent_dim=3 in the file but model.latent_dim=4",
+    "gaussian_logvar": "model.gaussian_logvar=0.0 in the file but model.gaussian_logvar=-2.0",
+    "float64": "dtype='float32' in the file but dtype='float64'",
+    "lr=0.003": "lr=0.001",
+    "batch_size=16": "batch_size=32",
+    "beta=2": "beta=1.0",
+    "kl_warmup_epochs=1": "kl_warmup_epochs=0.0",
+    "free_bits=0.5": "free_bits=0.0",
+    "n_samples=2": "n_samples=1",
+    "kl=mc": "kl='analytic'",
+}
 
 
 @pytest.mark.parametrize("change", CHANGES)
@@ -204,9 +215,15 @@ def test_what_does_not_change_the_result_may_differ_on_resume(tmp_path):
     data, test = synthetic_data(), synthetic_data(n=40, seed=5)
     straight = fit(small_model(), data, test, epochs=3, **FIT)
     fit(small_model(), data, test, epochs=1, checkpoint=ckpt, **FIT)
-    resumed = fit(small_model(), data, test, epochs=3, checkpoint=ckpt,
-                  **{**FIT, "device": "auto" if not torch.cuda.is_available() else "cpu", "progress": True},
-                  eval_batch_size=40)
+    resumed = fit(
+        small_model(),
+        data,
+        test,
+        epochs=3,
+        checkpoint=ckpt,
+        **{**FIT, "device": "auto" if not torch.cuda.is_available() else "cpu", "progress": True},
+        eval_batch_size=40,
+    )
     assert resumed.train_elbo == straight.train_elbo and resumed.test_elbo == straight.test_elbo
 
 
@@ -254,8 +271,9 @@ def test_nan_weights_in_a_checkpoint_are_refused(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
     state = load_checkpoint(ckpt)
-    state["model"]["encoder.hidden.weight" if "encoder.hidden.weight" in state["model"] else
-                   next(iter(state["model"]))].view(-1)[3] = float("nan")
+    state["model"][
+        "encoder.hidden.weight" if "encoder.hidden.weight" in state["model"] else next(iter(state["model"]))
+    ].view(-1)[3] = float("nan")
     del state["format"]
     vaelab.save_checkpoint(ckpt, state)  # a valid digest over a NaN weight
     with pytest.raises(ValueError, match="NaN or Inf weights"):
@@ -274,10 +292,23 @@ def test_load_model_keeps_a_float64_model_in_float64(tmp_path):
         assert loaded.state_dict()[name].dtype == value.dtype and torch.equal(loaded.state_dict()[name], value)
 
 
-@pytest.mark.parametrize("name,value", [("kl_warmup_epochs", math.inf), ("kl_warmup_epochs", math.nan),
-                                        ("free_bits", math.nan), ("beta", math.nan), ("beta", -1.0),
-                                        ("lr", math.inf), ("lr", 0.0), ("seed", 2**64), ("seed", -1),
-                                        ("n_samples", 0), ("kl", "exact"), ("eval_batch_size", 0)])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("kl_warmup_epochs", math.inf),
+        ("kl_warmup_epochs", math.nan),
+        ("free_bits", math.nan),
+        ("beta", math.nan),
+        ("beta", -1.0),
+        ("lr", math.inf),
+        ("lr", 0.0),
+        ("seed", 2**64),
+        ("seed", -1),
+        ("n_samples", 0),
+        ("kl", "exact"),
+        ("eval_batch_size", 0),
+    ],
+)
 def test_bad_fit_settings_are_rejected_before_training(name, value):
     with pytest.raises((ValueError, TypeError), match=name):
         fit(small_model(), synthetic_data(), epochs=1, **{**FIT, name: value})
@@ -285,8 +316,14 @@ def test_bad_fit_settings_are_rejected_before_training(name, value):
 
 def test_a_diverging_run_is_an_error_not_a_result(tmp_path):
     with pytest.raises(vaelab.runs.TrainingDivergedError, match=r"lower learning rate than lr=1000000.0"):
-        fit(small_model(), synthetic_data(), synthetic_data(n=40), epochs=3,
-            checkpoint=tmp_path / "r.ckpt", **{**FIT, "lr": 1e6})
+        fit(
+            small_model(),
+            synthetic_data(),
+            synthetic_data(n=40),
+            epochs=3,
+            checkpoint=tmp_path / "r.ckpt",
+            **{**FIT, "lr": 1e6},
+        )
 
 
 def test_an_exploding_but_finite_elbo_is_divergence(monkeypatch):
@@ -296,8 +333,9 @@ def test_an_exploding_but_finite_elbo_is_divergence(monkeypatch):
 
     def exploding(*args, **kwargs):
         terms = real(*args, **kwargs)
-        return vaelab.ELBOTerms(terms.reconstruction, terms.kl * 1e9, terms.reconstruction - terms.kl * 1e9,
-                                terms.kl_per_dim)
+        return vaelab.ELBOTerms(
+            terms.reconstruction, terms.kl * 1e9, terms.reconstruction - terms.kl * 1e9, terms.kl_per_dim
+        )
 
     monkeypatch.setattr(vaelab.training, "elbo", exploding)
     with pytest.raises(vaelab.runs.TrainingDivergedError, match="training diverged in epoch 1"):
@@ -313,11 +351,20 @@ def test_history_json_is_valid_json_without_a_test_set():
 
 def test_two_processes_cannot_train_into_one_checkpoint(tmp_path):
     ckpt = tmp_path / "run.ckpt"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(tmp_path / '.run.ckpt.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
-        "print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(tmp_path / '.run.ckpt.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+                "print('locked', flush=True); time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(vaelab.runs.RunLockedError, match=rf"pid {holder.pid}\) is training into"):
@@ -362,7 +409,7 @@ def test_the_documented_order_of_random_draws_reproduces_fit_bit_for_bit():
     for _ in range(2):
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, len(data), batch):
-            x = torch.bernoulli(data.images[order[start:start + batch]], generator=generator)
+            x = torch.bernoulli(data.images[order[start : start + batch]], generator=generator)
             terms = vaelab.elbo(model, x)
             adam.zero_grad()
             (-(terms.reconstruction - terms.kl).mean()).backward()
@@ -388,8 +435,7 @@ def test_numpy_numbers_are_accepted_and_stored_as_plain_numbers(tmp_path):
     import numpy as np
 
     ckpt = tmp_path / "run.ckpt"
-    fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt,
-        **{**FIT, "seed": np.int64(1)}, lr=np.float32(1e-3))
+    fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **{**FIT, "seed": np.int64(1)}, lr=np.float32(1e-3))
     settings = load_checkpoint(ckpt)["run"]  # loaded with weights_only=True: plain numbers only
     assert type(settings["seed"]) is int and type(settings["lr"]) is float
 
@@ -405,8 +451,9 @@ def test_a_checkpoint_path_that_cannot_be_a_file_is_refused_before_training(tmp_
 
 def test_load_model_takes_auto_and_refuses_a_config_it_cannot_build(tmp_path):
     model = small_model()
-    vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": {**model.config.to_dict(), "flows": 3},
-                                                 "model": model.state_dict()})
+    vaelab.save_checkpoint(
+        tmp_path / "m.ckpt", {"config": {**model.config.to_dict(), "flows": 3}, "model": model.state_dict()}
+    )
     with pytest.raises(ValueError, match=r"records a model config this vaelab cannot build \(.*flows"):
         load_model(tmp_path / "m.ckpt", device="auto")
     vaelab.save_checkpoint(tmp_path / "m.ckpt", {"config": model.config.to_dict(), "model": model.state_dict()})

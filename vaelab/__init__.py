@@ -12,8 +12,8 @@ the public entry points), ``linear_gaussian`` (the exact model), ``data`` (MNIST
 (fit: the loop a student reads), ``runs`` (its conveniences: checkpoints, resume and the comparison of
 runs, RNG state, divergence guards, locking), ``messages``, ``estimators`` (the IWAE training loss and
 its gradient estimators, gradient signal-to-noise), ``conditional`` (the conditional VAE),
-``flows`` (planar flows on q(z|x)), ``checkpoint``, ``diagnostics``, ``plots``, ``gradients``, ``autoencoder`` and ``checks``
-(homework checks).
+``flows`` (planar flows on q(z|x)), ``checkpoint``, ``diagnostics``, ``plots``, ``gradients``,
+``autoencoder`` and ``checks`` (homework checks).
 """
 
 from __future__ import annotations
@@ -38,15 +38,52 @@ from .training import History, NonFiniteLossError, TrainingDivergedError, evalua
 __version__ = "0.1.0"
 
 __all__ = [
-    "AffineEncoder", "BernoulliLikelihood", "ConvDecoder", "ConvEncoder", "DATA_ENV", "ELBOTerms",
-    "GaussianLikelihood", "History", "ImageData", "LinearGaussianModel", "MLPDecoder", "MLPEncoder",
-    "NonFiniteLossError", "StandardNormalPrior", "VAE", "VAEConfig", "bernoulli_log_prob",
-    "build_vae", "data_root", "diagonal_gaussian_log_prob", "elbo", "encode_dataset",
-    "evaluate_elbo", "fit", "gaussian_log_prob", "iwae_bound", "kl_monte_carlo", "kl_per_dimension",
-    "kl_standard_normal", "latent_summary", "load_checkpoint", "load_mnist", "load_model",
-    "log_importance_weights", "log_likelihood_estimate", "rate_distortion", "reparameterize",
-    "resolve_device", "restore_model", "save_checkpoint", "standard_normal_log_prob",
-    "training_loss", "verify_mnist_files", "quick_mode", "setup", "TrainingDivergedError",
+    "AffineEncoder",
+    "BernoulliLikelihood",
+    "ConvDecoder",
+    "ConvEncoder",
+    "DATA_ENV",
+    "ELBOTerms",
+    "GaussianLikelihood",
+    "History",
+    "ImageData",
+    "LinearGaussianModel",
+    "MLPDecoder",
+    "MLPEncoder",
+    "NonFiniteLossError",
+    "StandardNormalPrior",
+    "VAE",
+    "VAEConfig",
+    "bernoulli_log_prob",
+    "build_vae",
+    "data_root",
+    "diagonal_gaussian_log_prob",
+    "elbo",
+    "encode_dataset",
+    "evaluate_elbo",
+    "fit",
+    "gaussian_log_prob",
+    "iwae_bound",
+    "kl_monte_carlo",
+    "kl_per_dimension",
+    "kl_standard_normal",
+    "latent_summary",
+    "load_checkpoint",
+    "load_mnist",
+    "load_model",
+    "log_importance_weights",
+    "log_likelihood_estimate",
+    "rate_distortion",
+    "reparameterize",
+    "resolve_device",
+    "restore_model",
+    "save_checkpoint",
+    "standard_normal_log_prob",
+    "training_loss",
+    "verify_mnist_files",
+    "quick_mode",
+    "setup",
+    "TrainingDivergedError",
 ]
 
 

@@ -86,9 +86,16 @@ def reconstruction_loss(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
-def fit_autoencoder(model: Autoencoder, data: ImageData | torch.Tensor, epochs: int = 10,
-                    batch_size: int = 128, lr: float = 1e-3, device: str | torch.device = "auto",
-                    seed: int = 0, progress: bool | None = None) -> list[float]:
+def fit_autoencoder(
+    model: Autoencoder,
+    data: ImageData | torch.Tensor,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool | None = None,
+) -> list[float]:
     """Train ``model`` with Adam on the mean ``reconstruction_loss``, shuffling every epoch.
 
     data: an ``ImageData`` (its ``batches`` are used, so a "dynamic" binarization is honoured) or a
@@ -105,8 +112,9 @@ def fit_autoencoder(model: Autoencoder, data: ImageData | torch.Tensor, epochs: 
     elif not isinstance(data, ImageData):
         raise TypeError(f"data must be an ImageData or a (N, D) tensor, got {type(data).__name__}.")
     if data.images.shape[1] != model.input_dim:
-        raise ValueError(f"data has {data.images.shape[1]} pixels per image but the model expects "
-                         f"input_dim={model.input_dim}.")
+        raise ValueError(
+            f"data has {data.images.shape[1]} pixels per image but the model expects input_dim={model.input_dim}."
+        )
     check_unit_interval("data", data.images)
     device = resolve_device(device)
     model.to(device)

@@ -38,8 +38,10 @@ ROWS_PER_CHUNK = 4096  # samples x images per pass: large enough for efficient G
 def applies_to(model: torch.nn.Module) -> bool:
     """True if ``model`` has exactly vaelab's MLP decoder and a Bernoulli likelihood (subclasses
     may change ``forward``, so they take the general path)."""
-    return type(getattr(model, "decoder", None)) is MLPDecoder and \
-        type(getattr(model, "likelihood", None)) is BernoulliLikelihood
+    return (
+        type(getattr(model, "decoder", None)) is MLPDecoder
+        and type(getattr(model, "likelihood", None)) is BernoulliLikelihood
+    )
 
 
 def _group_size(pixels: int, dtype: torch.dtype) -> int:
@@ -71,9 +73,11 @@ class BernoulliMLPLogLikelihood:
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
-            raise RuntimeError("BernoulliMLPLogLikelihood writes into reused buffers and has no gradients; call "
-                               "it under torch.no_grad(), or use model.likelihood.log_prob(x, model.decode(z)) "
-                               "to differentiate.")
+            raise RuntimeError(
+                "BernoulliMLPLogLikelihood writes into reused buffers and has no gradients; call "
+                "it under torch.no_grad(), or use model.likelihood.log_prob(x, model.decode(z)) "
+                "to differentiate."
+            )
         n, batch = z.shape[0], z.shape[1]
         hidden_buffer, logits_buffer = self._buffers(n * batch, z)
         h = torch.addmm(self.hidden.bias, z.reshape(n * batch, -1), self.hidden.weight.t(), out=hidden_buffer)

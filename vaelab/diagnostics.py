@@ -23,9 +23,9 @@ __all__ = ["LatentSummary", "latent_summary", "rate_distortion", "encode_dataset
 
 
 class LatentSummary(NamedTuple):
-    kl_per_dim: torch.Tensor        # (latent_dim,) mean KL of each dimension, nats
-    activity: torch.Tensor          # (latent_dim,) Cov_x(E_q[z_u|x])
-    active: torch.Tensor            # (latent_dim,) bool, activity > threshold
+    kl_per_dim: torch.Tensor  # (latent_dim,) mean KL of each dimension, nats
+    activity: torch.Tensor  # (latent_dim,) Cov_x(E_q[z_u|x])
+    active: torch.Tensor  # (latent_dim,) bool, activity > threshold
 
     @property
     def n_active(self) -> int:

@@ -40,8 +40,9 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _mlp_bernoulli_bound(model: VAE, x: torch.Tensor, k: int, chunk_size: int | None,
-                         generator: torch.Generator | None) -> torch.Tensor:
+def _mlp_bernoulli_bound(
+    model: VAE, x: torch.Tensor, k: int, chunk_size: int | None, generator: torch.Generator | None
+) -> torch.Tensor:
     """``iwae_bound`` for the MLP decoder with a Bernoulli likelihood, with log p(x|z) from the shortcut."""
     log_likelihood = bernoulli_mlp.BernoulliMLPLogLikelihood(model.decoder, x)
     chunk_size = chunk_size or max(1, min(k, bernoulli_mlp.ROWS_PER_CHUNK // len(x)))
@@ -55,9 +56,15 @@ def _mlp_bernoulli_bound(model: VAE, x: torch.Tensor, k: int, chunk_size: int | 
 
 
 @torch.no_grad()
-def log_likelihood_estimate(model: VAE, x: torch.Tensor, k: int = 5000, batch_size: int = 100,
-                            chunk_size: int | None = None, progress: bool = False,
-                            generator: torch.Generator | None = None) -> torch.Tensor:
+def log_likelihood_estimate(
+    model: VAE,
+    x: torch.Tensor,
+    k: int = 5000,
+    batch_size: int = 100,
+    chunk_size: int | None = None,
+    progress: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Importance-sampled estimate of log p(x) = log E_q[p(x, z) / q(z|x)] with k samples, for every row of
     x: (N, D), in batches of ``batch_size`` rows and chunks of ``chunk_size`` samples; returns (N,).
 
@@ -73,7 +80,7 @@ def log_likelihood_estimate(model: VAE, x: torch.Tensor, k: int = 5000, batch_si
     out = []
     with evaluating(model):
         for start in progress_bar(range(0, len(x), batch_size), enabled=progress, desc=f"log p(x), k={k}"):
-            batch = x[start:start + batch_size]
+            batch = x[start : start + batch_size]
             if shortcut:
                 out.append(_mlp_bernoulli_bound(model, batch, k, chunk_size, generator))
             else:

@@ -22,9 +22,18 @@ from torch import nn
 from .recognition import gaussian_log_density
 from .validation import check_positive_int
 
-__all__ = ["StandardNormalPrior", "standard_normal_log_prob", "MLPDecoder", "ConvDecoder", "Likelihood",
-           "BernoulliLikelihood", "GaussianLikelihood", "bernoulli_log_prob", "gaussian_log_prob",
-           "GAUSSIAN_LOGVAR_MAX"]
+__all__ = [
+    "StandardNormalPrior",
+    "standard_normal_log_prob",
+    "MLPDecoder",
+    "ConvDecoder",
+    "Likelihood",
+    "BernoulliLikelihood",
+    "GaussianLikelihood",
+    "bernoulli_log_prob",
+    "gaussian_log_prob",
+    "GAUSSIAN_LOGVAR_MAX",
+]
 
 GAUSSIAN_LOGVAR_MAX = 10.0  # sigma^2 <= 2.2e4: beyond it a pixel likelihood is flat; exp(-logvar) stays normal
 
@@ -48,8 +57,9 @@ class StandardNormalPrior(nn.Module):
         """log p(z) for z: (..., latent_dim). Returns (...)."""
         return standard_normal_log_prob(z)
 
-    def sample(self, n: int, device: torch.device | str | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """n draws z ~ N(0, I), (n, latent_dim), on ``device`` (default: the prior's) in the prior's dtype."""
         check_positive_int("n", n)
         device = self._like.device if device is None else device
@@ -86,11 +96,14 @@ class ConvDecoder(nn.Module):
         self.side = side
         self.output_dim = side * side
         self.dense = nn.Sequential(
-            nn.Linear(latent_dim, check_positive_int("hidden_dim", hidden_dim)), nn.ReLU(),
-            nn.Linear(hidden_dim, 64 * (side // 4) ** 2), nn.ReLU(),
+            nn.Linear(latent_dim, check_positive_int("hidden_dim", hidden_dim)),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, 64 * (side // 4) ** 2),
+            nn.ReLU(),
         )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
             nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),
         )
 
@@ -158,9 +171,11 @@ class GaussianLikelihood(Likelihood):
         if not math.isfinite(logvar):
             raise ValueError(f"logvar must be a finite number, got {logvar}.")
         if not logvar_min <= logvar <= GAUSSIAN_LOGVAR_MAX:
-            raise ValueError(f"logvar must lie in [{logvar_min:g}, {GAUSSIAN_LOGVAR_MAX:g}] (sigma^2 from "
-                             f"{math.exp(logvar_min):.2g} to {math.exp(GAUSSIAN_LOGVAR_MAX):.2g}), got {logvar}; "
-                             "pixels in [0, 1] call for a logvar between about -9 and 0.")
+            raise ValueError(
+                f"logvar must lie in [{logvar_min:g}, {GAUSSIAN_LOGVAR_MAX:g}] (sigma^2 from "
+                f"{math.exp(logvar_min):.2g} to {math.exp(GAUSSIAN_LOGVAR_MAX):.2g}), got {logvar}; "
+                "pixels in [0, 1] call for a logvar between about -9 and 0."
+            )
         self.learn_variance = learn_variance
         self.logvar_min = logvar_min
         value = torch.tensor(float(logvar))

@@ -63,16 +63,21 @@ def _values(f: Objective, z: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def _result(grad_mu: torch.Tensor, grad_logvar: torch.Tensor,
-            per_sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _result(grad_mu: torch.Tensor, grad_logvar: torch.Tensor, per_sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
     if per_sample:
         return grad_mu, grad_logvar
     return grad_mu.mean(0), grad_logvar.mean(0)
 
 
-def score_function_gradient(f: Objective, mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
-                            per_sample: bool = False, baseline: float | torch.Tensor = 0.0,
-                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def score_function_gradient(
+    f: Objective,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int = 1,
+    per_sample: bool = False,
+    baseline: float | torch.Tensor = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Score-function (REINFORCE) estimate of the gradient of E_q[f(z)] w.r.t. (mu, logvar).
 
     Each single-sample estimate is (f(z_s) - baseline) * grad log q(z_s), z_s ~ q. The gradient of
@@ -87,15 +92,20 @@ def score_function_gradient(f: Objective, mu: torch.Tensor, logvar: torch.Tensor
         z = mu_s + torch.exp(0.5 * logvar_s) * eps
         weights = _values(f, z) - baseline
     with torch.enable_grad():
-        log_q = diagonal_gaussian_log_prob(z, mu_s, logvar_s)         # z is a constant here
+        log_q = diagonal_gaussian_log_prob(z, mu_s, logvar_s)  # z is a constant here
         grad_mu, grad_logvar = torch.autograd.grad(log_q.sum(), (mu_s, logvar_s))
     weights = weights.unsqueeze(-1)
     return _result(weights * grad_mu, weights * grad_logvar, per_sample)
 
 
-def reparameterized_gradient(f: Objective, mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
-                             per_sample: bool = False,
-                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def reparameterized_gradient(
+    f: Objective,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int = 1,
+    per_sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reparameterization estimate of the gradient of E_q[f(z)] w.r.t. (mu, logvar).
 
     Draws z_s = mu + exp(logvar / 2) * eps_s and differentiates f(z_s) through the sample with
@@ -109,8 +119,10 @@ def reparameterized_gradient(f: Objective, mu: torch.Tensor, logvar: torch.Tenso
         z = mu_s + torch.exp(0.5 * logvar_s) * eps
         values = _values(f, z)
         if not values.requires_grad:
-            raise ValueError("f(z) does not depend on z through differentiable torch operations, so the "
-                             "reparameterized gradient is undefined; use score_function_gradient instead.")
+            raise ValueError(
+                "f(z) does not depend on z through differentiable torch operations, so the "
+                "reparameterized gradient is undefined; use score_function_gradient instead."
+            )
         grad_mu, grad_logvar = torch.autograd.grad(values.sum(), (mu_s, logvar_s), allow_unused=True)
     grad_mu = torch.zeros_like(mu_s) if grad_mu is None else grad_mu
     grad_logvar = torch.zeros_like(logvar_s) if grad_logvar is None else grad_logvar

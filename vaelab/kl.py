@@ -22,8 +22,13 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return kl_per_dimension(mu, logvar).sum(-1)
 
 
-def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1, z: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def kl_monte_carlo(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int = 1,
+    z: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Monte Carlo estimate (1/S) sum_s [log q(z_s|x) - log p(z_s)], z_s ~ q(z|x).
 
     Pass ``z`` of shape (S, batch, latent_dim) to reuse samples drawn elsewhere (e.g. the ones

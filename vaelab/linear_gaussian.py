@@ -74,8 +74,15 @@ class LinearGaussianModel:
         self.data_dim, self.latent_dim = weight.shape
 
     @classmethod
-    def random(cls, data_dim: int = 5, latent_dim: int = 2, sigma2: float = 0.5,
-               orthogonal: bool = True, seed: int = 0, dtype: torch.dtype = torch.float64) -> LinearGaussianModel:
+    def random(
+        cls,
+        data_dim: int = 5,
+        latent_dim: int = 2,
+        sigma2: float = 0.5,
+        orthogonal: bool = True,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+    ) -> LinearGaussianModel:
         """A random model; orthogonal=True gives W orthogonal columns (diagonal posterior)."""
         check_positive_int("data_dim", data_dim)
         check_positive_int("latent_dim", latent_dim)
@@ -117,8 +124,10 @@ class LinearGaussianModel:
         _, cov = self.posterior(self.bias[None])
         off_diagonal = cov - torch.diag(torch.diagonal(cov))
         if off_diagonal.abs().max() > 1e-9 * cov.abs().max():
-            raise ValueError("the true posterior has a full covariance, which a diagonal Gaussian "
-                             "cannot represent; use LinearGaussianModel.random(orthogonal=True).")
+            raise ValueError(
+                "the true posterior has a full covariance, which a diagonal Gaussian "
+                "cannot represent; use LinearGaussianModel.random(orthogonal=True)."
+            )
         encoder = AffineEncoder(self.data_dim, self.latent_dim).to(self.weight.dtype)
         gain = cov @ self.weight.T / self.sigma2  # (d, D)
         with torch.no_grad():
@@ -131,9 +140,14 @@ class LinearGaussianModel:
         """This model as a vaelab VAE (Gaussian likelihood with fixed variance sigma2), with the
         given recognition model (default: the exact posterior)."""
         decoder = LinearDecoder(self.weight, self.bias).to(self.weight.dtype)
-        likelihood = GaussianLikelihood(logvar=math.log(self.sigma2), learn_variance=False,
-                                        logvar_min=-50.0).to(self.weight.dtype)
+        likelihood = GaussianLikelihood(logvar=math.log(self.sigma2), learn_variance=False, logvar_min=-50.0).to(
+            self.weight.dtype
+        )
         with torch.no_grad():  # set in the model's dtype: a float32 round trip would cost 1e-8
             likelihood.raw_logvar.fill_(math.log(self.sigma2))
-        return VAE(encoder if encoder is not None else self.exact_encoder(), decoder, likelihood,
-                   StandardNormalPrior(self.latent_dim))
+        return VAE(
+            encoder if encoder is not None else self.exact_encoder(),
+            decoder,
+            likelihood,
+            StandardNormalPrior(self.latent_dim),
+        )

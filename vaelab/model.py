@@ -60,10 +60,15 @@ class VAEConfig:
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}.")
         logvar = self.gaussian_logvar
-        if isinstance(logvar, bool) or not isinstance(logvar, (int, float)) or \
-                not (math.isfinite(logvar) and GAUSSIAN_LOGVAR_MIN <= logvar <= GAUSSIAN_LOGVAR_MAX):
-            raise ValueError(f"gaussian_logvar must be a number in [{GAUSSIAN_LOGVAR_MIN:g}, {GAUSSIAN_LOGVAR_MAX:g}] "
-                             f"(a pixel variance from 1.2e-04 to 2.2e+04), got {logvar!r}.")
+        if (
+            isinstance(logvar, bool)
+            or not isinstance(logvar, (int, float))
+            or not (math.isfinite(logvar) and GAUSSIAN_LOGVAR_MIN <= logvar <= GAUSSIAN_LOGVAR_MAX)
+        ):
+            raise ValueError(
+                f"gaussian_logvar must be a number in [{GAUSSIAN_LOGVAR_MIN:g}, {GAUSSIAN_LOGVAR_MAX:g}] "
+                f"(a pixel variance from 1.2e-04 to 2.2e+04), got {logvar!r}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,8 +100,14 @@ class VAE(nn.Module):
     ``vaelab.objectives``; this class only holds the parts and their convenience methods.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
-                 prior: StandardNormalPrior | None = None, config: VAEConfig | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        prior: StandardNormalPrior | None = None,
+        config: VAEConfig | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -161,13 +172,16 @@ class VAE(nn.Module):
         check_tensor("x_a", x_a, min_ndim=1)
         check_tensor("x_b", x_b, min_ndim=1)
         if x_a.numel() != x_b.numel():
-            raise ValueError(f"x_a has shape {tuple(x_a.shape)} but x_b has shape {tuple(x_b.shape)}; "
-                             "pass two single images of the same size, e.g. data.images[0] and data.images[1].")
+            raise ValueError(
+                f"x_a has shape {tuple(x_a.shape)} but x_b has shape {tuple(x_b.shape)}; "
+                "pass two single images of the same size, e.g. data.images[0] and data.images[1]."
+            )
         codes = self.posterior_mean(torch.stack([x_a.reshape(-1), x_b.reshape(-1)]))
         t = torch.linspace(0.0, 1.0, steps, device=codes.device).unsqueeze(1)
         return self.decode_mean((1 - t) * codes[0] + t * codes[1])
 
-    def forward(self, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic",
-                generator: torch.Generator | None = None) -> ELBOTerms:
+    def forward(
+        self, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic", generator: torch.Generator | None = None
+    ) -> ELBOTerms:
         """``model(x)`` is the ELBO of each row of x with its parts: ``vaelab.elbo(model, x, ...)``."""
         return elbo(self, x, n_samples=n_samples, kl=kl, generator=generator)

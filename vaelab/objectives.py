@@ -26,8 +26,7 @@ from .validation import check_model_input, check_nonnegative, check_positive_int
 if TYPE_CHECKING:
     from .model import VAE
 
-__all__ = ["ELBOTerms", "elbo", "training_loss", "log_importance_weights", "iwae_bound",
-           "log_likelihood_estimate"]
+__all__ = ["ELBOTerms", "elbo", "training_loss", "log_importance_weights", "iwae_bound", "log_likelihood_estimate"]
 
 KL_ESTIMATORS = ("analytic", "mc")
 
@@ -44,8 +43,14 @@ class ELBOTerms(NamedTuple):
     kl_per_dim: torch.Tensor
 
 
-def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic", validate: bool = True,
-         generator: torch.Generator | None = None) -> ELBOTerms:
+def elbo(
+    model: VAE,
+    x: torch.Tensor,
+    n_samples: int = 1,
+    kl: str = "analytic",
+    validate: bool = True,
+    generator: torch.Generator | None = None,
+) -> ELBOTerms:
     """The ELBO of each example of x: (batch, D), with its parts (see ``ELBOTerms``).
 
     n_samples: reparameterized samples z ~ q(z|x) for the reconstruction term (and for the KL when
@@ -61,8 +66,10 @@ def elbo(model: VAE, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic", 
     q = model.posterior(x)
     if kl == "analytic":
         if not hasattr(q, "kl_per_dimension"):
-            raise ValueError(f"kl='analytic' needs a closed-form KL, which q(z|x) = {type(q).__name__} does not "
-                             "have; use kl='mc' (Monte Carlo, with the same samples).")
+            raise ValueError(
+                f"kl='analytic' needs a closed-form KL, which q(z|x) = {type(q).__name__} does not "
+                "have; use kl='mc' (Monte Carlo, with the same samples)."
+            )
         z = q.rsample(n_samples, generator)  # (S, batch, latent_dim)
         kl_per_dim = q.kl_per_dimension()
     elif isinstance(q, DiagonalGaussian):  # log q(z_j|x) - log p(z_j) per dimension (q and p factorize)
@@ -93,8 +100,9 @@ def training_loss(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0) -
     return -(terms.reconstruction - beta * terms.kl).mean()  # one mean: fewer autograd nodes per step
 
 
-def log_importance_weights(model: VAE, x: torch.Tensor, k: int, validate: bool = True,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def log_importance_weights(
+    model: VAE, x: torch.Tensor, k: int, validate: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for z_i ~ q(z|x), i = 1..k.
 
     x: (batch, D). Returns (k, batch).
@@ -106,8 +114,14 @@ def log_importance_weights(model: VAE, x: torch.Tensor, k: int, validate: bool =
     return model.likelihood.log_prob(x, model.decode(z)) + model.prior.log_prob(z) - log_q
 
 
-def iwae_bound(model: VAE, x: torch.Tensor, k: int, chunk_size: int | None = None, validate: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def iwae_bound(
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    chunk_size: int | None = None,
+    validate: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """L_k(x) = log (1/k) sum_{i=1}^k w_i, one draw of the importance-weighted bound, (batch,).
 
     The weights are drawn ``chunk_size`` at a time (default: as many as keep the decoder's output near

@@ -17,8 +17,16 @@ from .model import VAE
 if TYPE_CHECKING:  # only a type: plots does not need the training loop
     from .training import History
 
-__all__ = ["image_grid", "plot_reconstructions", "plot_training_curves", "plot_latent_scatter",
-           "manifold_codes", "plot_latent_manifold", "plot_interpolation", "MAX_WIDTH"]
+__all__ = [
+    "image_grid",
+    "plot_reconstructions",
+    "plot_training_curves",
+    "plot_latent_scatter",
+    "manifold_codes",
+    "plot_latent_manifold",
+    "plot_interpolation",
+    "MAX_WIDTH",
+]
 
 MAX_WIDTH = 8.0
 
@@ -34,12 +42,17 @@ def _tile(images: np.ndarray, nrow: int) -> np.ndarray:
     canvas = np.ones((rows * (h + 1) + 1, nrow * (w + 1) + 1))
     for i, image in enumerate(images):
         r, c = divmod(i, nrow)
-        canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = image
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = image
     return canvas
 
 
-def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 10, title: str | None = None,
-               image_shape: tuple[int, int] = (28, 28), width: float = 6.0) -> Figure:
+def image_grid(
+    images: torch.Tensor | np.ndarray,
+    nrow: int = 10,
+    title: str | None = None,
+    image_shape: tuple[int, int] = (28, 28),
+    width: float = 6.0,
+) -> Figure:
     """Show images (N, H*W) or (N, H, W) with values in [0, 1] as a grid, ``nrow`` per row."""
     array = _as_images(images, image_shape)
     canvas = _tile(array, nrow)
@@ -53,16 +66,21 @@ def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 10, title: str | N
     return fig
 
 
-def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, n: int = 10,
-                         title: str = "Originals (top) and reconstructions (bottom)",
-                         image_shape: tuple[int, int] = (28, 28)) -> Figure:
+def plot_reconstructions(
+    originals: torch.Tensor,
+    reconstructions: torch.Tensor,
+    n: int = 10,
+    title: str = "Originals (top) and reconstructions (bottom)",
+    image_shape: tuple[int, int] = (28, 28),
+) -> Figure:
     """Two rows: n originals above their reconstructions."""
     both = torch.cat([originals[:n].detach().cpu(), reconstructions[:n].detach().cpu()])
     return image_grid(both, nrow=n, title=title, image_shape=image_shape)
 
 
-def plot_training_curves(histories: History | Mapping[str, History], title: str = "ELBO during training",
-                         x: str = "epoch") -> Figure:
+def plot_training_curves(
+    histories: History | Mapping[str, History], title: str = "ELBO during training", x: str = "epoch"
+) -> Figure:
     """Train (dashed) and test (solid) ELBO in nats per image against ``x`` ("epoch" or
     "examples_seen"), one colour per run."""
     if not isinstance(histories, Mapping):  # one History
@@ -85,14 +103,17 @@ def plot_training_curves(histories: History | Mapping[str, History], title: str 
     return fig
 
 
-def plot_latent_scatter(codes: torch.Tensor, labels: torch.Tensor,
-                        title: str = "Posterior means coloured by digit", max_points: int = 5000) -> Figure:
+def plot_latent_scatter(
+    codes: torch.Tensor, labels: torch.Tensor, title: str = "Posterior means coloured by digit", max_points: int = 5000
+) -> Figure:
     """Scatter of 2-D codes (N, 2) (e.g. posterior means) coloured by digit label."""
     codes = codes.detach().cpu()[:max_points]
     labels = labels.detach().cpu()[:max_points]
     if codes.shape[1] != 2:
-        raise ValueError(f"codes must be (N, 2) for a scatter, got {tuple(codes.shape)}; "
-                         "train a 2-D latent model or project the codes first.")
+        raise ValueError(
+            f"codes must be (N, 2) for a scatter, got {tuple(codes.shape)}; "
+            "train a 2-D latent model or project the codes first."
+        )
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
     fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
@@ -116,8 +137,13 @@ def manifold_codes(n: int = 20, eps: float = 0.05) -> torch.Tensor:
     return torch.stack([z1, z2], dim=1)
 
 
-def plot_latent_manifold(model: VAE, n: int = 20, eps: float = 0.05,
-                         title: str = "Learned MNIST manifold", image_shape: tuple[int, int] = (28, 28)) -> Figure:
+def plot_latent_manifold(
+    model: VAE,
+    n: int = 20,
+    eps: float = 0.05,
+    title: str = "Learned MNIST manifold",
+    image_shape: tuple[int, int] = (28, 28),
+) -> Figure:
     """Decoded means of ``manifold_codes(n, eps)`` for a 2-D latent model, tiled n x n."""
     if model.latent_dim != 2:
         raise ValueError(f"the manifold grid needs a 2-D latent space, the model has latent_dim={model.latent_dim}.")
@@ -125,9 +151,13 @@ def plot_latent_manifold(model: VAE, n: int = 20, eps: float = 0.05,
     return image_grid(images, nrow=n, title=title, image_shape=image_shape, width=6.5)
 
 
-def plot_interpolation(model: VAE, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], steps: int = 10,
-                       title: str = "Interpolating between posterior means",
-                       image_shape: tuple[int, int] = (28, 28)) -> Figure:
+def plot_interpolation(
+    model: VAE,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    steps: int = 10,
+    title: str = "Interpolating between posterior means",
+    image_shape: tuple[int, int] = (28, 28),
+) -> Figure:
     """One strip per (x_a, x_b) pair: decoded means along the line between their codes."""
     rows = [model.interpolate(a.to(model.device), b.to(model.device), steps).cpu() for a, b in pairs]
     return image_grid(torch.cat(rows), nrow=steps, title=title, image_shape=image_shape)

@@ -17,8 +17,19 @@ from torch import nn
 
 from .validation import check_positive_int
 
-__all__ = ["DiagonalGaussian", "GaussianEncoder", "MLPEncoder", "ConvEncoder", "LOGVAR_MIN", "LOGVAR_MAX",
-           "LOG_2PI", "gaussian_log_density", "diagonal_gaussian_log_prob", "reparameterize", "kl_per_dimension"]
+__all__ = [
+    "DiagonalGaussian",
+    "GaussianEncoder",
+    "MLPEncoder",
+    "ConvEncoder",
+    "LOGVAR_MIN",
+    "LOGVAR_MAX",
+    "LOG_2PI",
+    "gaussian_log_density",
+    "diagonal_gaussian_log_prob",
+    "reparameterize",
+    "kl_per_dimension",
+]
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOGVAR_MIN = -30.0  # the encoder's log-variance is clamped here, so that exp(logvar) can neither
@@ -40,8 +51,9 @@ def diagonal_gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.
     return gaussian_log_density(z, mu, logvar).sum(-1)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I): a draw of N(mu, diag(exp(logvar))) through which
     gradients flow to mu and logvar (chapter 5).
 
@@ -78,8 +90,9 @@ class DiagonalGaussian(NamedTuple):
         """log q(z|x) for z: (..., batch, latent_dim). Returns (..., batch)."""
         return diagonal_gaussian_log_prob(z, self.mu, self.logvar)
 
-    def rsample_with_log_prob(self, n_samples: int, generator: torch.Generator | None = None
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def rsample_with_log_prob(
+        self, n_samples: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """n_samples reparameterized draws z, (n_samples, batch, latent_dim), and log q(z|x), (n_samples, batch)."""
         z = self.rsample(n_samples, generator)
         return z, self.log_prob(z)
@@ -133,10 +146,13 @@ class ConvEncoder(GaussianEncoder):
         self.side = side
         self.input_dim = side * side
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(1, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(64 * (side // 4) ** 2, check_positive_int("hidden_dim", hidden_dim)), nn.ReLU(),
+            nn.Linear(64 * (side // 4) ** 2, check_positive_int("hidden_dim", hidden_dim)),
+            nn.ReLU(),
         )
         self.head = nn.Linear(hidden_dim, 2 * latent_dim)
 

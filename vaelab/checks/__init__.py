@@ -57,9 +57,9 @@ from .elbo import check_elbo
 from .free_bits import check_free_bits_kl
 from .gaussian_log_likelihood import check_gaussian_log_likelihood
 from .gradient_snr import check_gradient_snr
-from .planar_log_det import check_planar_log_det
 from .iwae_bound import check_iwae_bound
 from .kl_standard_normal import check_kl_standard_normal
+from .planar_log_det import check_planar_log_det
 from .reparameterize import check_reparameterize
 from .slerp import check_slerp
 
