@@ -200,3 +200,24 @@ def test_fit_trains_a_flow_vae_with_the_monte_carlo_kl():
     after = vaelab.elbo(model, images, n_samples=200, kl="mc").elbo.mean().item()
     assert len(history.train_elbo) == 20 and math.isfinite(history.train_elbo[-1])
     assert after > before + 1.0, (before, after)
+
+
+def test_evaluate_elbo_of_a_flow_vae_uses_the_monte_carlo_kl_and_fit_takes_a_test_set():
+    images = (torch.rand(64, 10, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    data = vaelab.ImageData(images, torch.zeros(64, dtype=torch.long), binarization="static", image_shape=(2, 5))
+    model = vaelab.VAE(
+        PlanarFlowEncoder(vaelab.MLPEncoder(10, 16, 2), 3), vaelab.MLPDecoder(2, 16, 10), vaelab.BernoulliLikelihood()
+    )
+    model.train()
+    torch.manual_seed(3)
+    value = vaelab.evaluate_elbo(model, data, batch_size=64)
+    torch.manual_seed(3)  # the same one draw of z per image, by hand: log p(x|z) + log p(z) - log q(z|x)
+    with torch.no_grad():
+        z, log_q = model.posterior(images).rsample_with_log_prob(1)
+        prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
+        likelihood = torch.distributions.Independent(torch.distributions.Bernoulli(logits=model.decode(z)), 1)
+        expected = (likelihood.log_prob(images) + prior.log_prob(z) - log_q).mean().item()
+    assert value == pytest.approx(expected, rel=1e-5, abs=1e-4)
+    assert model.training  # the mode is restored
+    history = vaelab.fit(model, data, data, epochs=2, batch_size=16, kl="mc", progress=False)
+    assert all(math.isfinite(v) for v in history.test_elbo)

@@ -17,6 +17,7 @@ import torch
 from .data import ImageData
 from .devices import resolve_device
 from .estimators import IWAEObjective
+from .evaluation import evaluating
 from .model import VAE
 from .objectives import elbo, training_loss
 from .runs import NonFiniteLossError, Run, TrainingDivergedError, TrainingSettings
@@ -107,23 +108,24 @@ def _view(model: VAE, data: ImageData) -> VAE:
 
 @torch.no_grad()
 def evaluate_elbo(model: VAE, data: ImageData, batch_size: int = 1000) -> float:
-    """Mean ELBO over ``data`` (one reparameterized sample, closed-form KL), nats per image.
+    """Mean ELBO over ``data`` (one reparameterized sample; the closed-form KL where q(z|x) has one, as
+    the diagonal Gaussian does, else the Monte Carlo KL of the same sample, as for a flow), nats per image.
 
     ``data`` is checked first (an ImageData that fits the model, in the likelihood's support).
     A conditional model (one with ``given(y)``) is evaluated as ``model.given(y)`` on each batch's labels."""
     check_positive_int("batch_size", batch_size)
-    check_dataset("data", data, _view(model, data))
-    check_model_input(_view(model, data), data.images[:1])  # the model's device and dtype
-    was_training = model.training
-    model.eval()
+    view = _view(model, data)
+    check_dataset("data", data, view)
+    check_model_input(view, data.images[:1])  # the model's device and dtype
     total = torch.zeros((), device=data.device)
-    if _conditional(model):
-        for x, y in data.batches(batch_size, shuffle=False, labels=True):
-            total += elbo(model.given(y), x, validate=False).elbo.sum()
-    else:
-        for x in data.batches(batch_size, shuffle=False):
-            total += elbo(model, x, validate=False).elbo.sum()
-    model.train(was_training)
+    with evaluating(model):
+        kl = "analytic" if hasattr(view.posterior(data.images[:1]), "kl_per_dimension") else "mc"
+        if _conditional(model):
+            for x, y in data.batches(batch_size, shuffle=False, labels=True):
+                total += elbo(model.given(y), x, kl=kl, validate=False).elbo.sum()
+        else:
+            for x in data.batches(batch_size, shuffle=False):
+                total += elbo(model, x, kl=kl, validate=False).elbo.sum()
     return total.item() / len(data)
 
 
