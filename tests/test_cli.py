@@ -301,6 +301,9 @@ def test_a_diverged_run_fails_and_ctrl_c_exits_130_keeping_the_checkpoint(tmp_pa
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "VAELAB_QUIET": "1"},
+        # as a terminal's Ctrl-C finds it: a background job of a non-interactive shell (how CI may run
+        # the tests) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (out / "model.ckpt.prev").exists() and time.monotonic() < deadline:  # two epochs written
