@@ -162,6 +162,12 @@ def _changed_run(change: str):
         model = build_vae(latent_dim=4, hidden_dim=16, side=6)
     elif change == "gaussian_logvar":  # same parameter shapes, another model
         model = build_vae(latent_dim=3, hidden_dim=16, side=6, likelihood="gaussian", gaussian_logvar=-2.0)
+    elif change == "lr_schedule":
+        kwargs["lr_schedule"] = [(1, 1e-3), (2, 5e-4)]
+    elif change == "adam_eps":
+        kwargs["adam_eps"] = 1e-4
+    elif change == "adam_betas":
+        kwargs["adam_betas"] = (0.99, 0.999)
     elif change == "float64":
         model = model.double()
         data, test = (ImageData(d.images.double(), d.labels, d.binarization, d.image_shape) for d in (data, test))
@@ -192,6 +198,9 @@ CHANGES = {
     "free_bits=0.5": "free_bits=0.0",
     "n_samples=2": "n_samples=1",
     "kl=mc": "kl='analytic'",
+    "lr_schedule": "lr_schedule=[] in the file but lr_schedule=[[1, 0.001], [2, 0.0005]]",
+    "adam_eps": "adam_eps=1e-08 in the file but adam_eps=0.0001",
+    "adam_betas": "adam_betas=[0.9, 0.999] in the file but adam_betas=[0.99, 0.999]",
 }
 
 
@@ -421,6 +430,64 @@ def test_the_documented_order_of_random_draws_reproduces_fit_bit_for_bit():
     for a, b in zip(by_fit.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
     assert test_elbo == pytest.approx(history.test_elbo[-1], rel=1e-6)
+
+
+def test_a_learning_rate_schedule_and_adam_settings_match_torch_adam_switched_by_hand(tmp_path):
+    """lr_schedule, adam_betas and adam_eps against a loop written from the docstring: torch's Adam
+    with those betas and eps, its lr set by hand at the start of each epoch (stages of 1 and 2
+    epochs, then the last lr). Interrupted and resumed after epoch 2, fit gives the same weights."""
+    data, seed, batch = synthetic_data(n=64), 3, 32
+    stages = [(1, 3e-3), (2, 1e-3)]
+    options = dict(lr_schedule=stages, adam_betas=(0.5, 0.99), adam_eps=1e-4, batch_size=batch, seed=seed)
+    by_fit = small_model()
+    fit(by_fit, data, epochs=4, device="cpu", progress=False, **options)
+    resumed, ckpt = small_model(), tmp_path / "run.ckpt"
+    fit(resumed, data, epochs=2, device="cpu", progress=False, checkpoint=ckpt, **options)
+    fit(resumed, data, epochs=4, device="cpu", progress=False, checkpoint=ckpt, **options)
+
+    model = small_model()
+    adam = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.5, 0.99), eps=1e-4, fused=True)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    for lr in (3e-3, 1e-3, 1e-3, 1e-3):  # epoch 1: stage 1; epochs 2-3: stage 2; epoch 4: its lr holds
+        for group in adam.param_groups:
+            group["lr"] = lr
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), batch):
+            x = torch.bernoulli(data.images[order[start : start + batch]], generator=generator)
+            terms = vaelab.elbo(model, x)
+            adam.zero_grad()
+            (-(terms.reconstruction - terms.kl).mean()).backward()
+            adam.step()
+    for a, b, c in zip(by_fit.state_dict().values(), model.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    # a constant lr_schedule is the constant lr, and a schedule differs from it
+    constant, changed = small_model(), small_model()
+    fit(constant, data, epochs=2, lr=3e-3, batch_size=batch, seed=seed, progress=False)
+    fit(changed, data, epochs=2, lr_schedule=[(2, 3e-3)], batch_size=batch, seed=seed, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(constant.state_dict().values(), changed.state_dict().values()))
+    assert not torch.equal(by_fit.state_dict()["decoder.out.bias"], constant.state_dict()["decoder.out.bias"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"lr_schedule": [(0, 1e-3)]}, "epochs >= 1 and lr > 0"),
+        ({"lr_schedule": [(1, -1e-3)]}, "epochs >= 1 and lr > 0"),
+        ({"lr_schedule": [(1.5, 1e-3)]}, "epochs >= 1 and lr > 0"),
+        ({"lr_schedule": [(1, math.nan)]}, "epochs >= 1 and lr > 0"),
+        ({"lr_schedule": [1e-3]}, "epochs >= 1 and lr > 0"),
+        ({"lr_schedule": "1e-3"}, "list of \\(epochs, lr\\) pairs"),
+        ({"lr_schedule": [(1, 1e-3)], "lr": 1e-2}, "give the schedule alone"),
+        ({"adam_betas": (0.9, 1.0)}, "adam_betas must be two numbers in \\[0, 1\\)"),
+        ({"adam_betas": 0.9}, "adam_betas must be two numbers"),
+        ({"adam_eps": 0.0}, "adam_eps must be a finite number > 0"),
+    ],
+)
+def test_bad_schedules_and_adam_settings_are_one_line_errors(options, message):
+    with pytest.raises((ValueError, TypeError), match=message) as info:
+        fit(small_model(), synthetic_data(), epochs=1, progress=False, **options)
+    assert "\n" not in str(info.value)
 
 
 def test_a_checkpoint_that_is_not_of_a_training_run_is_not_resumed(tmp_path):

@@ -112,8 +112,19 @@ class TrainingSettings:
     kl: str = "analytic"
     seed: int = 0
     objective: str = "elbo"  # "elbo", or an IWAEObjective's describe(), e.g. "iwae(k=5, estimator=dreg)"
+    lr_schedule: tuple[tuple[int, float], ...] = ()  # (epochs, lr) stages; () = lr throughout
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_schedule", _checked_schedule(self.lr_schedule))
+        if self.lr_schedule:  # the schedule sets the learning rate; lr is its first stage's
+            if self.lr not in (1e-3, self.lr_schedule[0][1]):
+                raise ValueError(
+                    f"lr={self.lr} and lr_schedule={[list(s) for s in self.lr_schedule]} both set the "
+                    "learning rate; give the schedule alone."
+                )
+            object.__setattr__(self, "lr", self.lr_schedule[0][1])
         for name in ("batch_size", "n_samples"):
             _check_int(name, getattr(self, name), low=1)
         _check_int("seed", self.seed, low=0, high=2**64 - 1)
@@ -134,9 +145,28 @@ class TrainingSettings:
             raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {self.kl!r}.")
         if not isinstance(self.objective, str) or not self.objective:
             raise TypeError(f"objective must be a non-empty name, got {self.objective!r}.")
+        betas = tuple(self.adam_betas) if isinstance(self.adam_betas, (tuple, list)) else ()
+        if len(betas) != 2 or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), e.g. (0.9, 0.999); got {self.adam_betas!r}.")
+        object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
+        _check_number("adam_eps", self.adam_eps, positive=True)
+        object.__setattr__(self, "adam_eps", float(self.adam_eps))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        values["lr_schedule"] = [list(stage) for stage in self.lr_schedule]  # plain JSON-ready lists
+        values["adam_betas"] = list(self.adam_betas)
+        return values
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of 1-based ``epoch``: that of the ``lr_schedule`` stage holding it (the
+        last stage's after the schedule ends), or ``lr`` without a schedule."""
+        end = 0
+        for epochs, lr in self.lr_schedule:
+            end += epochs
+            if epoch <= end:
+                return lr
+        return self.lr_schedule[-1][1] if self.lr_schedule else self.lr
 
     def kl_weight(self, epoch: int, step: int, steps_per_epoch: int) -> float:
         """beta at 0-based ``step`` of 1-based ``epoch``: rising linearly from 0 over the first
@@ -144,6 +174,28 @@ class TrainingSettings:
         warmup_steps = self.kl_warmup_epochs * steps_per_epoch
         done = (epoch - 1) * steps_per_epoch + step
         return self.beta * min(1.0, done / warmup_steps) if warmup_steps else self.beta
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_schedule(schedule: object) -> tuple[tuple[int, float], ...]:
+    """``lr_schedule`` as a tuple of (epochs >= 1, lr > 0) pairs, or a clear error."""
+    example = "e.g. lr_schedule=[(1, 1e-3), (3, 7.2e-4)]: 1 epoch at 1e-3, then 3 at 7.2e-4"
+    if isinstance(schedule, (str, bytes)) or not isinstance(schedule, (tuple, list)):
+        raise TypeError(f"lr_schedule must be a list of (epochs, lr) pairs, {example}; got {schedule!r}.")
+    stages = []
+    for stage in schedule:
+        ok = isinstance(stage, (tuple, list)) and len(stage) == 2
+        epochs, lr = stage if ok else (None, None)
+        ok = ok and isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs >= 1
+        if not (ok and _is_real(lr) and lr > 0):
+            raise ValueError(
+                f"lr_schedule must be (epochs, lr) pairs with epochs >= 1 and lr > 0, {example}; got stage {stage!r}."
+            )
+        stages.append((int(epochs), float(lr)))
+    return tuple(stages)
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
@@ -485,6 +537,8 @@ class Run:
     def epochs(self) -> Iterator[int]:
         """The epochs left to train (1-based), each one timed."""
         for epoch in range(self.start_epoch + 1, self.epochs_wanted + 1):
+            for group in self.optimizer.param_groups:  # the learning-rate schedule's value for this epoch
+                group["lr"] = self.settings.lr_at(epoch)
             self._tic = time.perf_counter()
             # per step: loss, sum of reconstruction, sum of kl (one small kernel each, written in place)
             self._record = torch.zeros(self.steps_per_epoch, 3, device=self.device)
@@ -564,7 +618,7 @@ class Run:
         raise self._diverged(NonFiniteLossError, f"the training loss became {value} at epoch {epoch}, step {step}")
 
     def _diverged(self, cls: type[Exception], what: str) -> Exception:
-        lr = self.settings.lr
+        lr = self.optimizer.param_groups[0]["lr"]
         path, saved = self.checkpoint, self.saved_epoch
         if path is not None and saved is not None:
             last = f"the last good checkpoint is {path} (written after epoch {saved})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -80,11 +81,13 @@ class History:
         return len(self.epoch)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam(lr), fused into one kernel per step where torch has a fused Adam for the parameters'
-    device (faster for small models: one update for all parameters instead of one per tensor)."""
+def make_optimizer(
+    model: torch.nn.Module, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> torch.optim.Adam:
+    """Adam(lr, betas, eps), fused into one kernel per step where torch has a fused Adam for the
+    parameters' device (faster for small models: one update for all parameters instead of one per tensor)."""
     device = next(model.parameters()).device.type
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=device in _fused_adam_devices())
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps, fused=device in _fused_adam_devices())
 
 
 def _fused_adam_devices() -> list[str]:
@@ -137,6 +140,9 @@ def fit(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 1e-3,
+    lr_schedule: Sequence[tuple[int, float]] = (),
+    adam_betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
     beta: float = 1.0,
     kl_warmup_epochs: float = 0.0,
     free_bits: float = 0.0,
@@ -154,6 +160,9 @@ def fit(
 
     Each step maximizes the minibatch ELBO, L(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)),
     by minimizing ``training_loss``: -mean_batch[reconstruction - beta_t * KL].
+    lr_schedule: (epochs, lr) stages replacing the constant lr, e.g. Burda et al.'s 3^i epochs at
+    1e-3 * 10^(-i/7): [(3**i, 1e-3 * 10 ** (-i / 7)) for i in range(8)]; the last stage's lr holds
+    after the schedule ends. adam_betas, adam_eps: Adam's (beta1, beta2) and epsilon.
     beta: weight of the KL term (beta-VAE). kl_warmup_epochs: beta_t rises linearly from 0 to
     beta over that many epochs (KL annealing). free_bits: nats per latent dimension below which
     the KL is not penalized. n_samples, kl: as in ``elbo``.
@@ -185,10 +194,14 @@ def fit(
     generator (the labels of a conditional model draw nothing); after the epoch's last step,
     ``evaluate_elbo(model, test, eval_batch_size)`` draws its noise from the global generator
     too. A dynamic test set is binarized before all of this by ``test.fixed_binarization(seed)``
-    (its own generator). The optimizer is ``torch.optim.Adam(lr=lr)``, fused on CPU and CUDA.
+    (its own generator). The optimizer is ``torch.optim.Adam(lr=lr, betas=adam_betas, eps=adam_eps)``,
+    fused on CPU and CUDA, its lr set from lr_schedule at the start of each epoch.
     """
     settings = TrainingSettings(
         lr=lr,
+        lr_schedule=lr_schedule,
+        adam_betas=adam_betas,
+        adam_eps=adam_eps,
         batch_size=batch_size,
         beta=beta,
         kl_warmup_epochs=kl_warmup_epochs,
@@ -202,7 +215,8 @@ def fit(
     check_positive_int("eval_batch_size", eval_batch_size)
     model.to(resolve_device(device))
     train, test = _prepare_data(model, train, test, seed)
-    optimizer = make_optimizer(model, settings.lr)  # a plain float: a NumPy one would not load back
+    # plain floats: NumPy ones would not load back
+    optimizer = make_optimizer(model, settings.lr, settings.adam_betas, settings.adam_eps)
     history = History()
     conditional = _conditional(model)
     with Run(model, optimizer, train, test, settings, history, epochs, checkpoint, resume, progress) as run:
