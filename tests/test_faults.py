@@ -363,8 +363,8 @@ def test_nan_weights_after_the_last_step_of_an_epoch_are_never_checkpointed(tmp_
     real = vaelab.training.make_optimizer
     steps = [0]
 
-    def poisoning_optimizer(model, lr):
-        optimizer = real(model, lr)
+    def poisoning_optimizer(model, lr, *args):
+        optimizer = real(model, lr, *args)
         step = optimizer.step
 
         def poisoned_step(*args, **kwargs):

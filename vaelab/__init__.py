@@ -4,7 +4,10 @@ The model and its objective read in four files, in this order: ``recognition`` (
 the reparameterization trick, log q and its closed-form KL to the prior), ``generative`` (p(z), the
 decoders and the likelihoods p(x|z)), ``model`` (the VAE that holds them) and ``objectives`` (the ELBO,
 the importance-weighted bound L_k, the training loss). ``prior``, ``likelihoods``, ``reparameterize``
-and ``kl`` keep the book's names importable (``kl`` adds the Monte Carlo KL).
+and ``kl`` keep the book's names importable (``kl`` adds the Monte Carlo KL). Off the reading path:
+``config`` (``VAEConfig``, ``build_vae``: the standard combinations a checkpoint can rebuild),
+``architectures`` (the convolutional encoder and decoder) and ``conveniences`` (the VAE's methods
+for looking at a model: reconstruct, posterior_mean, interpolate).
 
 Around them: ``evaluation`` (log p(x) over a data set, with the fast, exact shortcut of
 ``bernoulli_mlp`` for the MLP decoder with a Bernoulli likelihood), ``validation`` (the checks of
@@ -18,20 +21,22 @@ its gradient estimators, gradient signal-to-noise), ``conditional`` (the conditi
 
 from __future__ import annotations
 
+from .architectures import ConvDecoder, ConvEncoder
 from .checkpoint import load_checkpoint, load_model, restore_model, save_checkpoint
+from .config import VAEConfig, build_vae
 from .data import DATA_ENV, ImageData, data_root, load_mnist, verify_mnist_files
 from .devices import resolve_device
 from .diagnostics import encode_dataset, latent_summary, rate_distortion
 from .evaluation import log_likelihood_estimate
-from .generative import ConvDecoder, MLPDecoder
+from .generative import MLPDecoder
 from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension, kl_standard_normal
 from .likelihoods import BernoulliLikelihood, GaussianLikelihood, bernoulli_log_prob, gaussian_log_prob
 from .linear_gaussian import AffineEncoder, LinearGaussianModel
-from .model import VAE, VAEConfig, build_vae
-from .notebook import quick_mode, setup
+from .model import VAE
+from .notebook import benchmark_results, quick_mode, setup
 from .objectives import ELBOTerms, elbo, iwae_bound, log_importance_weights, training_loss
 from .prior import StandardNormalPrior, standard_normal_log_prob
-from .recognition import ConvEncoder, MLPEncoder
+from .recognition import MLPEncoder
 from .reparameterize import reparameterize
 from .training import History, NonFiniteLossError, TrainingDivergedError, evaluate_elbo, fit
 
@@ -82,6 +87,7 @@ __all__ = [
     "training_loss",
     "verify_mnist_files",
     "quick_mode",
+    "benchmark_results",
     "setup",
     "TrainingDivergedError",
 ]

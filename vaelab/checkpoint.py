@@ -19,14 +19,16 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
+from .config import VAEConfig, build_vae
 from .devices import resolve_device
-from .messages import user_error
-from .model import VAE, VAEConfig, build_vae
+from .messages import notice, user_error
+from .model import VAE
 
 __all__ = [
     "save_checkpoint",
@@ -228,6 +230,27 @@ def stored_dtype(state: dict[str, Any]) -> torch.dtype:
     return torch.float32
 
 
+LEGACY_CONV_HIDDEN = 256  # an earlier vaelab built conv models with dense layers of min(hidden_dim, 256)
+
+
+def _legacy_conv_config(path: str | os.PathLike, config: VAEConfig, state: dict[str, Any]) -> VAEConfig:
+    """The config that fits the weights of a conv checkpoint from an earlier vaelab, which built
+    dense layers of 256 units whatever hidden_dim its config said; ``config`` itself otherwise."""
+    dense = (state.get("model") or {}).get("encoder.conv.5.weight")  # the encoder's dense layer
+    if (
+        config.architecture != "conv"
+        or config.hidden_dim == LEGACY_CONV_HIDDEN
+        or not isinstance(dense, torch.Tensor)
+        or dense.shape[0] != LEGACY_CONV_HIDDEN
+    ):
+        return config
+    notice(
+        f"{path} is a conv model from an earlier vaelab: its config says hidden_dim={config.hidden_dim} "
+        f"but its dense layers have {LEGACY_CONV_HIDDEN} units; loading it with hidden_dim={LEGACY_CONV_HIDDEN}."
+    )
+    return replace(config, hidden_dim=LEGACY_CONV_HIDDEN)
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE, dict[str, Any]]:
     """Rebuild the standard VAE a checkpoint describes and load its weights.
 
@@ -252,6 +275,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             "another version of vaelab."
         ) from None
     check_finite_weights(path, state)
+    config = _legacy_conv_config(path, config, state)
     model = build_vae(config).to(device=device, dtype=stored_dtype(state))
     restore_model(model, state)
     return model.eval(), state

@@ -259,7 +259,7 @@ def _device(name: str) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .model import VAEConfig
+    from .config import VAEConfig
     from .runs import checkpoint_lock
 
     out = Path(args.out).expanduser()
@@ -319,8 +319,8 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
     import torch
 
     from .checkpoint import atomic_write
+    from .config import build_vae
     from .data import load_mnist
-    from .model import build_vae
     from .plots import image_grid
     from .runs import checkpoint_lock
     from .training import fit

@@ -14,19 +14,17 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .recognition import gaussian_log_density
-from .validation import check_positive_int
+from .validation import check_logvar_range, check_positive_int
 
 __all__ = [
     "StandardNormalPrior",
     "standard_normal_log_prob",
     "MLPDecoder",
-    "ConvDecoder",
     "Likelihood",
     "BernoulliLikelihood",
     "GaussianLikelihood",
@@ -84,42 +82,14 @@ class MLPDecoder(nn.Module):
         return self.out(torch.relu(self.hidden(z)))
 
 
-class ConvDecoder(nn.Module):
-    """latent_dim -> dense hidden_dim -> 64 x side/4 x side/4 -> transposed convs -> 1 x side x side,
-    flattened to (..., side * side)."""
-
-    def __init__(self, latent_dim: int = 20, side: int = 28, hidden_dim: int = 256) -> None:
-        super().__init__()
-        self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        if side % 4:
-            raise ValueError(f"side must be divisible by 4, got {side}; MNIST uses side=28.")
-        self.side = side
-        self.output_dim = side * side
-        self.dense = nn.Sequential(
-            nn.Linear(latent_dim, check_positive_int("hidden_dim", hidden_dim)),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, 64 * (side // 4) ** 2),
-            nn.ReLU(),
-        )
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (..., latent_dim) -> likelihood parameters (..., side * side)."""
-        h = self.dense(z.reshape(-1, self.latent_dim)).view(-1, 64, self.side // 4, self.side // 4)
-        return self.deconv(h).view(*z.shape[:-1], self.output_dim)
-
-
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """sum_i log Bernoulli(x_i | sigmoid(l_i)) = sum_i [x_i l_i - softplus(l_i)] over the last dimension.
 
     x: (..., D) in [0, 1]; logits: broadcastable with x. Returns the broadcast shape without D.
-    softplus(l) = log(1 + e^l) is computed as logaddexp(0, l): exact for any l, and its gradient is sigmoid(l).
+    -softplus(l) = -log(1 + e^l) is computed as logsigmoid(-l): exact for any l (no overflow, no
+    threshold), one fused kernel, and its gradient is -sigmoid(l).
     """
-    return (x * logits - torch.logaddexp(logits.new_zeros(()), logits)).sum(-1)
+    return (x * logits + F.logsigmoid(-logits)).sum(-1)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor | float) -> torch.Tensor:
@@ -168,14 +138,7 @@ class GaussianLikelihood(Likelihood):
 
     def __init__(self, logvar: float = 0.0, learn_variance: bool = False, logvar_min: float = -9.0) -> None:
         super().__init__()
-        if not math.isfinite(logvar):
-            raise ValueError(f"logvar must be a finite number, got {logvar}.")
-        if not logvar_min <= logvar <= GAUSSIAN_LOGVAR_MAX:
-            raise ValueError(
-                f"logvar must lie in [{logvar_min:g}, {GAUSSIAN_LOGVAR_MAX:g}] (sigma^2 from "
-                f"{math.exp(logvar_min):.2g} to {math.exp(GAUSSIAN_LOGVAR_MAX):.2g}), got {logvar}; "
-                "pixels in [0, 1] call for a logvar between about -9 and 0."
-            )
+        check_logvar_range(logvar, logvar_min, GAUSSIAN_LOGVAR_MAX)
         self.learn_variance = learn_variance
         self.logvar_min = logvar_min
         value = torch.tensor(float(logvar))

@@ -21,7 +21,6 @@ __all__ = [
     "DiagonalGaussian",
     "GaussianEncoder",
     "MLPEncoder",
-    "ConvEncoder",
     "LOGVAR_MIN",
     "LOGVAR_MAX",
     "LOG_2PI",
@@ -132,29 +131,3 @@ class MLPEncoder(GaussianEncoder):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.hidden(x))
-
-
-class ConvEncoder(GaussianEncoder):
-    """Convolutional encoder for 1 x side x side images (side divisible by 4):
-    conv 32 (stride 2) -> conv 64 (stride 2) -> dense hidden_dim (ReLU) -> (mu, logvar)."""
-
-    def __init__(self, latent_dim: int = 20, side: int = 28, hidden_dim: int = 256) -> None:
-        super().__init__()
-        self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        if side % 4:
-            raise ValueError(f"side must be divisible by 4, got {side}; MNIST uses side=28.")
-        self.side = side
-        self.input_dim = side * side
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(64 * (side // 4) ** 2, check_positive_int("hidden_dim", hidden_dim)),
-            nn.ReLU(),
-        )
-        self.head = nn.Linear(hidden_dim, 2 * latent_dim)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.view(-1, 1, self.side, self.side))

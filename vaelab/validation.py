@@ -23,6 +23,7 @@ __all__ = [
     "check_unit_interval",
     "check_positive_int",
     "check_nonnegative",
+    "check_logvar_range",
     "check_matching_shapes",
     "check_fits_module",
 ]
@@ -134,6 +135,19 @@ def check_nonnegative(name: str, value: object, unit: str = "") -> float:
     if not (math.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be >= 0{unit} and finite, got {number}.")
     return number
+
+
+def check_logvar_range(logvar: float, logvar_min: float, logvar_max: float) -> float:
+    """Return ``logvar``, a Gaussian likelihood's log sigma^2, if it is finite and in [logvar_min, logvar_max]."""
+    if not math.isfinite(logvar):
+        raise ValueError(f"logvar must be a finite number, got {logvar}.")
+    if not logvar_min <= logvar <= logvar_max:
+        raise ValueError(
+            f"logvar must lie in [{logvar_min:g}, {logvar_max:g}] (sigma^2 from "
+            f"{math.exp(logvar_min):.2g} to {math.exp(logvar_max):.2g}), got {logvar}; "
+            "pixels in [0, 1] call for a logvar between about -9 and 0."
+        )
+    return logvar
 
 
 def check_matching_shapes(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
