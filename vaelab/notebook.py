@@ -1,4 +1,4 @@
-"""Helpers for the book's notebooks: the quick-mode switch and a one-line setup.
+"""Helpers for the book's notebooks: the quick-mode switch, a one-line setup, committed benchmark results.
 
 Every chapter reads one switch, the environment variable ``VAELAB_QUICK``: unset (a reader) means
 the full settings; ``VAELAB_QUICK=1`` (CI, or a reader in a hurry) cuts epochs and data so the
@@ -7,15 +7,17 @@ chapter runs in well under a minute on a 2-core CPU. Progress bars are quiet whe
 
 from __future__ import annotations
 
+import json
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .devices import resolve_device
 
-__all__ = ["quick_mode", "setup", "QUICK_ENV"]
+__all__ = ["quick_mode", "setup", "QUICK_ENV", "benchmark_results", "raw_repository_url"]
 
 QUICK_ENV = "VAELAB_QUICK"
 
@@ -34,3 +36,40 @@ def setup(seed: int = 0, device: str | torch.device = "auto") -> torch.device:
 
     plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.5, 4.0), "savefig.bbox": "tight"})
     return resolve_device(device)
+
+
+def benchmark_results(name: str, branch: str = "main") -> dict:
+    """The committed benchmark result ``benchmarks/results/<name>`` (JSON) that a chapter reads:
+    from this folder or the nearest parent that has it (a clone of the repository), else, e.g. on
+    Colab, downloaded from the repository named in vaelab's package metadata (pyproject.toml's
+    ``[project.urls] Repository``), branch ``branch``."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        path = folder / "benchmarks" / "results" / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    url = f"{raw_repository_url(branch)}benchmarks/results/{name}"
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except OSError as err:
+        raise FileNotFoundError(
+            f"benchmarks/results/{name} is neither in {Path.cwd()} or a parent folder nor downloadable from "
+            f"{url} ({err}); run the notebook inside a clone of the repository."
+        ) from None
+
+
+def raw_repository_url(branch: str = "main") -> str:
+    """``https://raw.githubusercontent.com/OWNER/NAME/<branch>/`` for the repository in vaelab's metadata."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("vaelab").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Repository" and url.strip().startswith("https://github.com/"):
+            return url.strip().replace("https://github.com/", "https://raw.githubusercontent.com/") + f"/{branch}/"
+    raise FileNotFoundError("vaelab's package metadata names no GitHub Repository URL; install vaelab with pip.")
