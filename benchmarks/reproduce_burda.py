@@ -255,6 +255,8 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
     record["runs"][name] = entry
     folder = Path(args.checkpoints) / name
     n = reached(args, ends)  # the stages this invocation trains and evaluates
+    iwae_stages = QUICK_STAGES if args.quick else args.iwae_stages
+    iwae_last = min(iwae_stages, reached(args, list(range(iwae_stages)))) - 1  # compared with vae_b128 there
     for i in range(n) if name in CURVE else [n - 1]:
         end, last = ends[i], i == n - 1
         recorded = any(s["stage"] == i for s in entry["stages"])
@@ -297,7 +299,9 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
             continue
         stage = {"stage": i, "lr": history_lr(settings["lr_schedule"], end), **meta}
         stage.update({k: v for k, v in result.items() if not k.startswith("_")})
-        if name in ("vae_b128", "vae_b20") and i == min(COMPARED_STAGE, len(ends) - 1):
+        if (name in ("vae_b128", "vae_b20") and i == min(COMPARED_STAGE, len(ends) - 1)) or (
+            name in ("vae_b128", "iwae5_b128") and i == iwae_last
+        ):
             stage["nll_per_image"] = [round(v, 3) for v in result["_per_image"].tolist()]
         entry["stages"].append(stage)
         entry["stages"].sort(key=lambda s: s["stage"])
@@ -327,11 +331,12 @@ def history_lr(lr_schedule: list[tuple[int, float]] | None, epoch: int) -> float
 
 
 def compare(record: dict) -> None:
-    """The batch-size comparison: vae_b20 minus vae_b128 after the same stage, image by image."""
+    """Image by image, after the same stage: vae_b20 minus vae_b128 (the batch size) and iwae5_b128
+    minus vae_b128 (the objective)."""
     runs = record["runs"]
-    if "vae_b20" not in runs or "vae_b128" not in runs:
+    if "vae_b128" not in runs:
         return
-    b20 = [s for s in runs["vae_b20"]["stages"] if "nll_per_image" in s]
+    b20 = [s for s in runs.get("vae_b20", {}).get("stages", []) if "nll_per_image" in s]
     b128 = {s["stage"]: s for s in runs["vae_b128"]["stages"] if "nll_per_image" in s}
     if b20 and b20[-1]["stage"] in b128:
         a, b = b20[-1], b128[b20[-1]["stage"]]
@@ -344,6 +349,37 @@ def compare(record: dict) -> None:
             "train_minutes_b20": a["train_minutes"],
             "train_minutes_b128": b["train_minutes"],
         }
+    iwae = [s for s in runs.get("iwae5_b128", {}).get("stages", []) if "nll_per_image" in s]
+    if iwae and iwae[-1]["stage"] in b128:
+        a, b = iwae[-1], b128[iwae[-1]["stage"]]
+        record["objective_comparison"] = {
+            "stage": a["stage"],
+            "passes": a["passes"],
+            "nll_iwae5": a["nll"],
+            "nll_vae": b["nll"],
+            "iwae5_minus_vae": paired_difference(a["nll_per_image"], b["nll_per_image"]),
+        }
+
+
+def calibrate(vaelab, name: str, args, sizes: dict, data: dict, passes: int = 2) -> dict[str, Any]:
+    """Seconds per pass of ``name``'s training (its model, batch and objective) on this machine now,
+    with --threads threads: the median of ``passes`` timed passes after one warm-up pass, no checkpoint."""
+    model, options, _, _ = run_settings(vaelab, name, args, sizes, data["train"].images.mean(0).cpu())
+    options = {k: v for k, v in options.items() if k != "lr_schedule"}
+    times = []
+    for epoch in range(passes + 1):
+        tic = time.perf_counter()
+        vaelab.fit(model, data["train"], None, epochs=1, device=args.device, seed=epoch, progress=False, **options)
+        times.append(time.perf_counter() - tic)
+    seconds = sorted(times[1:])[len(times[1:]) // 2]
+    print(f"{name}: {seconds:.2f} s per pass ({args.threads} threads)", flush=True)
+    return {
+        "seconds_per_pass": round(seconds, 3),
+        "threads": args.threads,
+        "passes_timed": passes,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def machine(threads: int, device: str) -> dict[str, Any]:
@@ -382,6 +418,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=None, help="JSON to write (default: results/burda.json)")
     p.add_argument("--checkpoints", default=None, help="folder of the runs' checkpoints (default: runs/burda)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="only time one pass of each run (on an idle machine): the minutes per pass of the NLL-per-minute curve",
+    )
     p.add_argument(
         "--only",
         choices=["train", "evaluate"],
@@ -426,6 +467,12 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         tmp.replace(out)
 
+    if args.calibrate:
+        record.setdefault("calibration", {})
+        for name in args.runs:
+            record["calibration"][name] = calibrate(vaelab, name, args, sizes, data)
+            save()
+        return
     if args.only == "evaluate":  # beside trainers (--only train): evaluate their snapshots as they appear
         waiting = list(args.runs)
         while waiting:

@@ -87,12 +87,32 @@ def test_quick_mode_runs_end_to_end_and_resumes(tmp_path):
     b20 = record["runs"]["vae_b20"]["stages"][-1]
     diffs = torch.tensor(b20["nll_per_image"]) - torch.tensor(b128["stages"][-1]["nll_per_image"])
     assert comparison["b20_minus_b128"]["mean"] == pytest.approx(diffs.mean().item(), abs=2e-3)
+    iwae = record["runs"]["iwae5_b128"]["stages"][-1]
+    diffs = torch.tensor(iwae["nll_per_image"]) - torch.tensor(b128["stages"][-1]["nll_per_image"])
+    by_objective = record["objective_comparison"]["iwae5_minus_vae"]
+    assert by_objective["mean"] == pytest.approx(diffs.mean().item(), abs=2e-3)
+    assert by_objective["standard_error"] == pytest.approx(diffs.std().item() / math.sqrt(100), abs=2e-3)
     assert record["paper"]["vae_k1"] == {"nll": 86.76, "active_units": 19}
     assert "text" in record["choices"]["optimizer"]
 
     subprocess.run(command, check=True, env=env, cwd=tmp_path, timeout=600, capture_output=True)
     again = json.loads(out.read_text())
     assert again["runs"] == record["runs"]
+
+
+def test_calibration_times_a_pass_of_each_run(tmp_path):
+    out = tmp_path / "burda.json"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--calibrate", "--threads", "1", "--results", str(out)]
+        + ["--runs", "default_b128", "vae_b20"],
+        check=True,
+        env={**os.environ, "VAELAB_QUIET": "1"},
+        timeout=600,
+        capture_output=True,
+    )
+    calibration = json.loads(out.read_text())["calibration"]
+    assert set(calibration) == {"default_b128", "vae_b20"}
+    assert all(c["seconds_per_pass"] > 0 and c["threads"] == 1 for c in calibration.values())
 
 
 def test_a_bad_flag_is_a_one_line_error_naming_it(tmp_path):
