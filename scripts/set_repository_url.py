@@ -12,7 +12,8 @@ Where the URL appears (each must name it at least once):
   links the published book);
 * ``CITATION.cff``: ``repository-code`` and ``url`` (the published book);
 * notebooks that read a committed result file on Colab: ``https://raw.githubusercontent.com/OWNER/NAME/``
-  (checked wherever it appears).
+  (checked wherever it appears; today no notebook has one: chapters call ``vaelab.benchmark_results``,
+  which derives it from the package metadata, that is from pyproject.toml).
 
 Usage:
     python scripts/set_repository_url.py https://github.com/OWNER/NAME   # change it everywhere
