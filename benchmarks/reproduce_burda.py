@@ -148,13 +148,16 @@ def evaluate(vaelab, model, images: torch.Tensor, k: int) -> dict[str, Any]:
     log_px = vaelab.log_likelihood_estimate(
         model, images.to(model.device), k=k, generator=torch.Generator(model.device).manual_seed(SEED)
     )
-    nll = -log_px.double().cpu()
+    return {**nll_summary(-log_px.double().cpu(), k), "seconds": round(time.perf_counter() - tic, 1)}
+
+
+def nll_summary(nll: torch.Tensor, k: int) -> dict[str, Any]:
+    """The NLL's mean and standard error over the images of ``nll`` (per-image values, kept as ``_per_image``)."""
     return {
         "nll": round(nll.mean().item(), 3),
         "standard_error": round(nll.std().item() / math.sqrt(len(nll)), 3),
         "n_images": len(nll),
         "k": k,
-        "seconds": round(time.perf_counter() - tic, 1),
         "_per_image": nll,
     }
 
@@ -245,6 +248,7 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
     first n_curve images give the stage's point: the same images and noise as a curve evaluation).
     Returns whether all are done (False: a snapshot is not there yet)."""
     from vaelab.checkpoint import load_checkpoint, restore_model
+    from vaelab.runs import TrainingSettings
 
     model, _, ends, settings = run_settings(vaelab, name, args, sizes, data["train"].images.mean(0).cpu())
     model.to(args.device)
@@ -284,20 +288,14 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
                 f"{result['n_images']} test images, {summary.n_active} active units",
                 flush=True,
             )
-            per_image = result["_per_image"][: sizes["n_curve"]]
-            result = {
-                "nll": round(per_image.mean().item(), 3),
-                "standard_error": round(per_image.std().item() / math.sqrt(len(per_image)), 3),
-                "n_images": len(per_image),
-                "k": sizes["k_eval"],
-                "_per_image": per_image,
-            }
+            result = nll_summary(result["_per_image"][: sizes["n_curve"]], sizes["k_eval"])
         else:
             result = evaluate(vaelab, model, data["curve"], sizes["k_eval"])
         if recorded:
             save()
             continue
-        stage = {"stage": i, "lr": history_lr(settings["lr_schedule"], end), **meta}
+        lr = TrainingSettings(lr_schedule=settings["lr_schedule"] or ()).lr_at(end)  # fit's own rule
+        stage = {"stage": i, "lr": lr, **meta}
         stage.update({k: v for k, v in result.items() if not k.startswith("_")})
         if (name in ("vae_b128", "vae_b20") and i == min(COMPARED_STAGE, len(ends) - 1)) or (
             name in ("vae_b128", "iwae5_b128") and i == iwae_last
@@ -317,17 +315,6 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
 def reached(args, ends: list[int]) -> int:
     """How many of the run's stages to train and evaluate now: all, or up to --last-stage."""
     return len(ends) if args.last_stage is None else min(len(ends), args.last_stage + 1)
-
-
-def history_lr(lr_schedule: list[tuple[int, float]] | None, epoch: int) -> float:
-    if not lr_schedule:
-        return 1e-3
-    end = 0
-    for epochs, lr in lr_schedule:
-        end += epochs
-        if epoch <= end:
-            return lr
-    return lr_schedule[-1][1]
 
 
 def compare(record: dict) -> None:
