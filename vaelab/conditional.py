@@ -11,7 +11,7 @@ with the prior p(z) = N(0, I) independent of y. Its ELBO bounds log p(x|y):
 
 ``model.given(y)`` is a VAE-like view (``posterior(x)``, ``decode(z)``, ``likelihood``, ``prior``,
 ``latent_dim``, ``device``, ``parameters()``) whose posterior and decoder see y, so every objective
-of ``vaelab.objectives`` (``elbo``, ``iwae_bound``, ``log_likelihood_estimate``, ...) works on
+(``vaelab.elbo``, ``iwae_bound``, ``log_likelihood_estimate``, ...) works on
 ``model.given(y)`` unchanged. y: an int (the same label for every row) or a (batch,) integer tensor.
 """
 

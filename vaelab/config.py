@@ -10,14 +10,8 @@ from typing import Any
 from torch import nn
 
 from .architectures import ConvDecoder, ConvEncoder
-from .generative import (
-    GAUSSIAN_LOGVAR_MAX,
-    BernoulliLikelihood,
-    GaussianLikelihood,
-    Likelihood,
-    MLPDecoder,
-    StandardNormalPrior,
-)
+from .generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
+from .likelihoods import GAUSSIAN_LOGVAR_MAX, GaussianLikelihood
 from .model import VAE
 from .recognition import GaussianEncoder, MLPEncoder
 from .validation import check_positive_int

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal
 
-from .generative import GaussianLikelihood, StandardNormalPrior
+from .generative import StandardNormalPrior
+from .likelihoods import GaussianLikelihood
 from .model import VAE
 from .validation import check_positive_int, check_tensor
 

@@ -20,8 +20,6 @@ from .recognition import DiagonalGaussian
 if TYPE_CHECKING:
     from .config import VAEConfig
 
-__all__ = ["VAE"]
-
 
 class VAE(VAEConveniences, nn.Module):
     """p(z) p(x|z) with recognition model q(z|x), for flattened data x: (batch, D).

@@ -26,7 +26,6 @@ from .validation import check_model_input, check_nonnegative, check_positive_int
 if TYPE_CHECKING:
     from .model import VAE
 
-__all__ = ["ELBOTerms", "elbo", "training_loss", "log_importance_weights", "iwae_bound", "log_likelihood_estimate"]
 
 KL_ESTIMATORS = ("analytic", "mc")
 
@@ -136,10 +135,3 @@ def iwae_bound(
         log_w = log_importance_weights(model, x, min(chunk_size, k - start), validate=False, generator=generator)
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
     return total - math.log(k)
-
-
-def log_likelihood_estimate(*args: object, **kwargs: object) -> torch.Tensor:
-    """L_k over a data set: ``vaelab.evaluation.log_likelihood_estimate`` (where its performance code lives)."""
-    from .evaluation import log_likelihood_estimate as estimate
-
-    return estimate(*args, **kwargs)

@@ -17,19 +17,6 @@ from torch import nn
 
 from .validation import check_positive_int
 
-__all__ = [
-    "DiagonalGaussian",
-    "GaussianEncoder",
-    "MLPEncoder",
-    "LOGVAR_MIN",
-    "LOGVAR_MAX",
-    "LOG_2PI",
-    "gaussian_log_density",
-    "diagonal_gaussian_log_prob",
-    "reparameterize",
-    "kl_per_dimension",
-]
-
 LOG_2PI = math.log(2.0 * math.pi)
 LOGVAR_MIN = -30.0  # the encoder's log-variance is clamped here, so that exp(logvar) can neither
 LOGVAR_MAX = 20.0  # underflow to 0 nor overflow in float32 (a guard against a too-large learning rate)
