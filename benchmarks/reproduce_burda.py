@@ -274,6 +274,8 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
         if whole_test_set:
             result = evaluate(vaelab, model, data["test"].images, sizes["k_eval"])
             summary = vaelab.latent_summary(model, data["test"], threshold=0.01)
+            if "final" in entry:  # an earlier stage's whole-test-set result (a run stopped by --last-stage)
+                entry.setdefault("earlier_whole_test_set", []).append(entry["final"])
             entry["final"] = {
                 **{k: v for k, v in result.items() if not k.startswith("_")},
                 "active_units": summary.n_active,

@@ -71,8 +71,17 @@ def test_quick_mode_runs_end_to_end_and_resumes(tmp_path):
         "--checkpoints",
         str(checkpoints),
     ]
+    # first the batch-128 run stopped after stage 0 (--last-stage): its whole-test-set result is stage 0's
+    stopped = command + ["--runs", "vae_b128", "--last-stage", "0"]
+    subprocess.run(stopped, check=True, env=env, cwd=tmp_path, timeout=600, capture_output=True)
+    early = json.loads(out.read_text())["runs"]["vae_b128"]["final"]
+    assert early["stage"] == 0 and not early["schedule_complete"]
     subprocess.run(command, check=True, env=env, cwd=tmp_path, timeout=600, capture_output=True)
     record = json.loads(out.read_text())
+    # continued to the end: the final result is the last stage's, and stage 0's is kept beside it
+    assert record["runs"]["vae_b128"]["final"]["stage"] == 1
+    assert record["runs"]["vae_b128"]["final"]["schedule_complete"]
+    assert record["runs"]["vae_b128"]["earlier_whole_test_set"] == [early]
     assert set(record["runs"]) == {"vae_b128", "vae_b20", "iwae5_b128", "default_b128"}
     b128 = record["runs"]["vae_b128"]
     assert b128["settings"]["lr_schedule"] == [[1, 1e-3], [3, pytest.approx(1e-3 * 10 ** (-1 / 7))]]
