@@ -214,6 +214,7 @@ def machine(device: torch.device) -> dict:
         "platform": platform.platform(),
         "device": str(device),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD kernels ATen dispatches to
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

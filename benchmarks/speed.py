@@ -8,6 +8,9 @@
    same run).
 3. Evaluation: ``vaelab.log_likelihood_estimate`` (importance-weighted, k = 5000 and the quick
    k = 1000) against its decoder-GEMM bound, (decoder FLOP) / (matmul rate at decoder shapes).
+4. Softplus, the per-pixel function of the Bernoulli term of every training step: time per call on
+   one batch of decoder logits (128 x 784, float32) of torch.log and torch.log1p, and of the value
+   and gradient of ``F.softplus`` and of ``vaelab.softplus.softplus`` (which uses log, not log1p).
 
 The runs are interleaved round by round (baseline and vaelab epochs in alternating order) after
 a warm-up; the matmul rate that a vaelab epoch or an evaluation is divided by is the mean of two
@@ -124,6 +127,27 @@ def main(argv: list[str] | None = None) -> None:
             f"{evaluation[k]['ratio_to_bound']:.2f}x the decoder-GEMM bound"
         )
 
+    # --- item 4: softplus on one batch of decoder logits
+    from vaelab.softplus import softplus
+
+    logits = 4 * torch.randn(C.BATCH, C.PIXELS, device=device, generator=torch.Generator(device).manual_seed(0))
+    positive = logits.abs()
+    with_grad = logits.clone().requires_grad_(True)
+
+    def value_and_gradient(f):
+        return lambda: torch.autograd.grad(f(with_grad).sum(), with_grad)
+
+    per_call = {  # seconds per call: 1 / (calls per second)
+        name: 1.0 / C.repeat_rate(fn, 1.0, device)
+        for name, fn in (
+            ("log", lambda: torch.log(positive)),
+            ("log1p", lambda: torch.log1p(positive)),
+            ("torch_softplus_value_and_gradient", value_and_gradient(torch.nn.functional.softplus)),
+            ("vaelab_softplus_value_and_gradient", value_and_gradient(softplus)),
+        )
+    }
+    print("softplus on 128 x 784 logits (us per call): " + ", ".join(f"{k} {v * 1e6:.0f}" for k, v in per_call.items()))
+
     figures = [
         C.figure("train_epoch_vs_baseline", "1. vaelab.fit epoch / textbook epoch", ratio_baseline, 0.5),
         C.figure("train_epoch_vs_gemm_bound", "2. vaelab.fit epoch / GEMM bound", ratio_bound, 2.0),
@@ -143,6 +167,15 @@ def main(argv: list[str] | None = None) -> None:
         C.figure("gemm_bound_seconds", "GEMM bound per epoch (s)", C.median(bound_s), None, "s"),
         C.figure(
             "train_matmul_gflops", "matmul rate, training shapes (GFLOP/s)", C.median(rates) / 1e9, None, "GFLOP/s"
+        ),
+    ]
+    figures += [
+        C.figure("log1p_vs_log", "4. torch.log1p / torch.log, float32", per_call["log1p"] / per_call["log"], None),
+        C.figure(
+            "torch_softplus_vs_vaelab",
+            "4. F.softplus / vaelab softplus, value and gradient",
+            per_call["torch_softplus_value_and_gradient"] / per_call["vaelab_softplus_value_and_gradient"],
+            None,
         ),
     ]
     for k in ks:
@@ -170,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
             "epoch_gflop": epoch_flops / 1e9,
             "steps_per_epoch": steps,
             "evaluation": {str(k): v for k, v in evaluation.items()},
+            "softplus_seconds_per_call": per_call,
         },
         settings={
             "training_images": n_train,

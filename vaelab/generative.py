@@ -16,10 +16,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .recognition import gaussian_log_density
+from .softplus import softplus
 from .validation import check_positive_int
 
 
@@ -73,10 +73,10 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """sum_i log Bernoulli(x_i | sigmoid(l_i)) = sum_i [x_i l_i - softplus(l_i)] over the last dimension.
 
     x: (..., D) in [0, 1]; logits: broadcastable with x. Returns the broadcast shape without D.
-    -softplus(l) = -log(1 + e^l) is computed as logsigmoid(-l): exact for any l (no overflow, no
-    threshold), one fused kernel, and its gradient is -sigmoid(l).
+    softplus(l) = log(1 + e^l) is ``vaelab.softplus.softplus``: exact for any l (no overflow, no
+    threshold), and its gradient is sigmoid(l).
     """
-    return (x * logits + F.logsigmoid(-logits)).sum(-1)
+    return (x * logits - softplus(logits)).sum(-1)
 
 
 class Likelihood(nn.Module):
