@@ -8,7 +8,7 @@
    same run).
 3. Evaluation: ``vaelab.log_likelihood_estimate`` (importance-weighted, k = 5000 and the quick
    k = 1000) against its decoder-GEMM bound, (decoder FLOP) / (matmul rate at decoder shapes).
-4. Softplus, the per-pixel function of the Bernoulli term of every training step: time per call on
+5. Softplus, the per-pixel function of the Bernoulli term of every training step: time per call on
    one batch of decoder logits (128 x 784, float32) of torch.log and torch.log1p, and of the value
    and gradient of ``F.softplus`` and of ``vaelab.softplus.softplus`` (which uses log, not log1p).
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{evaluation[k]['ratio_to_bound']:.2f}x the decoder-GEMM bound"
         )
 
-    # --- item 4: softplus on one batch of decoder logits
+    # --- item 5: softplus on one batch of decoder logits
     from vaelab.softplus import softplus
 
     logits = 4 * torch.randn(C.BATCH, C.PIXELS, device=device, generator=torch.Generator(device).manual_seed(0))
@@ -170,10 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         ),
     ]
     figures += [
-        C.figure("log1p_vs_log", "4. torch.log1p / torch.log, float32", per_call["log1p"] / per_call["log"], None),
+        C.figure("log1p_vs_log", "5. torch.log1p / torch.log, float32", per_call["log1p"] / per_call["log"], None),
         C.figure(
             "torch_softplus_vs_vaelab",
-            "4. F.softplus / vaelab softplus, value and gradient",
+            "5. F.softplus / vaelab softplus, value and gradient",
             per_call["torch_softplus_value_and_gradient"] / per_call["vaelab_softplus_value_and_gradient"],
             None,
         ),

@@ -2,7 +2,7 @@
 
 The model and its objective read in four files, in this order: ``recognition`` (q(z|x): the encoders,
 the reparameterization trick, log q and its closed-form KL to the prior), ``generative`` (p(z), the
-decoders and the Bernoulli likelihood p(x|z)), ``model`` (the VAE that holds them) and ``objectives``
+decoders and the Bernoulli likelihood p(x|z), whose softplus is ``softplus``), ``model`` (the VAE that holds them) and ``objectives``
 (the ELBO, the importance-weighted bound L_k, the training loss). ``likelihoods`` adds chapter 6's
 Gaussian likelihood; ``prior``, ``reparameterize`` and ``kl`` keep the book's names importable (``kl``
 adds the Monte Carlo KL). Off the reading path: ``config`` (``VAEConfig``, ``build_vae``: the

@@ -4,10 +4,10 @@ log p(x|z) = sum_i [x_i l_i - softplus(l_i)] for the decoder's logits l. Written
 
     softplus(l) = max(l, 0) - log sigmoid(|l|),
 
-it never overflows (e^l is never formed) and is exact to one rounding for every l: sigmoid(|l|)
-lies in [1/2, 1), so its logarithm is accurate to a rounding of 1 (2e-16 in float64), and for
-large |l| it tends to -e^{-|l|}, the term that a threshold (F.softplus returns l itself for
-l > 20) drops. Its derivative is sigmoid(l), written out in ``backward``.
+it never overflows (e^l is never formed) and is exact to a rounding or two of max(1, softplus(l))
+for every l: sigmoid(|l|) lies in [1/2, 1), so its logarithm is accurate to a rounding of 1 (2e-16
+in float64), and for large |l| it tends to -e^{-|l|}, the term that a threshold drops (F.softplus
+returns l itself for l > 20). Its derivative is sigmoid(l), written out in ``backward``.
 
 Why not ``torch.nn.functional.softplus``? It computes the same function with ``log1p``, and in
 torch 2.x on CPUs with AVX-512 the float32 ``log1p`` kernel runs about ten times slower than
@@ -51,5 +51,5 @@ class _Softplus(torch.autograd.Function):
 
 
 def softplus(logits: torch.Tensor) -> torch.Tensor:
-    """softplus(l) = log(1 + e^l) elementwise, exact for every l, with gradient sigmoid(l)."""
+    """softplus(l) = log(1 + e^l) elementwise, for any l (no overflow), with gradient sigmoid(l)."""
     return _Softplus.apply(logits)
