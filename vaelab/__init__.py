@@ -1,14 +1,15 @@
 """vaelab: the companion package of the book "Variational Autoencoders, executable".
 
-The model and its objective read in four files, in this order: ``recognition`` (q(z|x): the encoders,
-the reparameterization trick, log q and its closed-form KL to the prior), ``generative`` (p(z), the
-decoders and the Bernoulli likelihood p(x|z), whose softplus is ``softplus``), ``model`` (the VAE that holds them) and ``objectives``
-(the ELBO, the importance-weighted bound L_k, the training loss). ``likelihoods`` adds chapter 6's
-Gaussian likelihood; ``prior``, ``reparameterize`` and ``kl`` keep the book's names importable (``kl``
-adds the Monte Carlo KL). Off the reading path: ``config`` (``VAEConfig``, ``build_vae``: the
-standard combinations a checkpoint can rebuild), ``architectures`` (the convolutional encoder and
-decoder) and ``conveniences`` (the VAE's methods for looking at a model: reconstruct, posterior_mean,
-interpolate). ``tests/test_reading_path.py`` keeps the four files short.
+The model and its objective read in four files, in this order: ``recognition`` (q(z|x): the
+encoders, the reparameterization trick, log q and its closed-form KL to the prior), ``generative``
+(p(z), the decoders and the Bernoulli likelihood p(x|z), whose softplus is ``softplus``), ``model``
+(the VAE that holds them) and ``objectives`` (the ELBO, the importance-weighted bound L_k, the
+training loss). ``likelihoods`` adds chapter 6's Gaussian likelihood; ``prior``, ``reparameterize``
+and ``kl`` keep the book's names importable (``kl`` adds the Monte Carlo KL). Off the reading path:
+``config`` (``VAEConfig``, ``build_vae``: the standard combinations a checkpoint can rebuild),
+``architectures`` (the convolutional encoder and decoder) and ``conveniences`` (the VAE's methods
+for looking at a model: reconstruct, posterior_mean, interpolate). ``tests/test_reading_path.py``
+keeps the four files short.
 
 Around them: ``evaluation`` (log p(x) over a data set, with the fast, exact shortcut of
 ``bernoulli_mlp`` for the MLP decoder with a Bernoulli likelihood), ``validation`` (the checks of
