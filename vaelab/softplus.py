@@ -10,7 +10,7 @@ in float64), and for large |l| it tends to -e^{-|l|}, the term that a threshold 
 returns l itself for l > 20). Its derivative is sigmoid(l), written out in ``backward``.
 
 Why not ``torch.nn.functional.softplus``? It computes the same function with ``log1p``, and in
-torch 2.x on CPUs with AVX-512 the float32 ``log1p`` kernel runs about ten times slower than
+torch 2.14 (measured here) on CPUs with AVX-512 the float32 ``log1p`` kernel runs about ten times slower than
 ``log`` (measured by ``benchmarks/speed.py``): in a training step of the 784-400-20 VAE it took a
 quarter of all the time outside the matrix products. This form uses only ``log`` and
 ``sigmoid``, one formula on every device.
