@@ -168,8 +168,6 @@ def main(argv: list[str] | None = None) -> None:
         C.figure(
             "train_matmul_gflops", "matmul rate, training shapes (GFLOP/s)", C.median(rates) / 1e9, None, "GFLOP/s"
         ),
-    ]
-    figures += [
         C.figure("log1p_vs_log", "5. torch.log1p / torch.log, float32", per_call["log1p"] / per_call["log"], None),
         C.figure(
             "torch_softplus_vs_vaelab",

@@ -73,7 +73,7 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """sum_i log Bernoulli(x_i | sigmoid(l_i)) = sum_i [x_i l_i - softplus(l_i)] over the last dimension.
 
     x: (..., D) in [0, 1]; logits: broadcastable with x. Returns the broadcast shape without D.
-    softplus(l) = log(1 + e^l) is ``vaelab.softplus.softplus``: exact for any l (no overflow, no
+    softplus(l) = log(1 + e^l) is ``vaelab.softplus.softplus``: accurate for any l (no overflow, no
     threshold), and its gradient is sigmoid(l).
     """
     return (x * logits - softplus(logits)).sum(-1)

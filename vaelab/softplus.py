@@ -9,10 +9,10 @@ for every l: sigmoid(|l|) lies in [1/2, 1), so its logarithm is accurate to a ro
 in float64), and for large |l| it tends to -e^{-|l|}, the term that a threshold drops (F.softplus
 returns l itself for l > 20). Its derivative is sigmoid(l), written out in ``backward``.
 
-Why not ``torch.nn.functional.softplus``? It computes the same function with ``log1p``, and in
-torch 2.14 (measured here) on CPUs with AVX-512 the float32 ``log1p`` kernel runs about ten times slower than
-``log`` (measured by ``benchmarks/speed.py``): in a training step of the 784-400-20 VAE it took a
-quarter of all the time outside the matrix products. This form uses only ``log`` and
+Why not ``torch.nn.functional.softplus``? It computes the same function with ``log1p``, and with
+torch 2.14 on a CPU with AVX-512 the float32 ``log1p`` kernel ran about ten times slower than ``log``
+(``benchmarks/speed.py``, figure 5): in a training step of the 784-400-20 VAE it took a quarter of
+all the time outside the matrix products. This form uses only ``log`` and
 ``sigmoid``, one formula on every device.
 """
 
