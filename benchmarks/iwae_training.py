@@ -54,7 +54,7 @@ QUICK_K = {5: 2, 50: 3}
 def train(vaelab, name: str, settings: dict, train_data, test_data, quick: bool) -> dict:
     """One run of fit's loop; returns its record (JSON-ready)."""
     from vaelab.estimators import IWAEObjective
-    from vaelab.training import make_optimizer
+    from vaelab.train.training import make_optimizer
 
     objective, k, estimator = RUNS[name]
     if quick and k in QUICK_K:

@@ -106,7 +106,7 @@ COMPARED_STAGE = 5  # vae_b20 and vae_b128 are compared image by image after sta
 def burda_vae(train_mean: torch.Tensor, latent_dim: int = 50, hidden: tuple[int, ...] = (200, 200)):
     """The paper's one-stochastic-layer VAE from vaelab's parts (see ``CHOICES`` for the init)."""
     import vaelab
-    from vaelab.recognition import GaussianEncoder
+    from vaelab.core.recognition import GaussianEncoder
 
     def tanh_mlp(sizes: list[int]) -> list[nn.Module]:
         layers: list[nn.Module] = []
@@ -251,8 +251,8 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
     curve (``CURVE``), else the last; the last stage of a final run on the whole test set (its
     first n_curve images give the stage's point: the same images and noise as a curve evaluation).
     Returns whether all are done (False: a snapshot is not there yet)."""
-    from vaelab.checkpoint import load_checkpoint, restore_model
-    from vaelab.runs import TrainingSettings
+    from vaelab.train.checkpoint import load_checkpoint, restore_model
+    from vaelab.train.runs import TrainingSettings
 
     model, _, ends, settings = run_settings(vaelab, name, args, sizes, data["train"].images.mean(0).cpu())
     model.to(args.device)

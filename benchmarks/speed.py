@@ -10,7 +10,7 @@
    k = 1000) against its decoder-GEMM bound, (decoder FLOP) / (matmul rate at decoder shapes).
 5. Softplus, the per-pixel function of the Bernoulli term of every training step: time per call on
    one batch of decoder logits (128 x 784, float32) of torch.log and torch.log1p, and of the value
-   and gradient of ``F.softplus`` and of ``vaelab.softplus.softplus`` (which uses log, not log1p).
+   and gradient of ``F.softplus`` and of ``vaelab.core.softplus.softplus`` (which uses log, not log1p).
 
 The runs are interleaved round by round (baseline and vaelab epochs in alternating order) after
 a warm-up; the matmul rate that a vaelab epoch or an evaluation is divided by is the mean of two
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     # --- item 5: softplus on one batch of decoder logits
-    from vaelab.softplus import softplus
+    from vaelab.core.softplus import softplus
 
     logits = 4 * torch.randn(C.BATCH, C.PIXELS, device=device, generator=torch.Generator(device).manual_seed(0))
     positive = logits.abs()

@@ -71,8 +71,8 @@ def child_job(checkpoint: Path | str, epochs: int, kill_at: tuple[str, int] | No
     """Train with event hooks; ``send(line)`` reports each event; at ``kill_at`` sleep (to be killed)."""
     from tqdm.auto import tqdm
 
-    import vaelab.checkpoint
-    import vaelab.training
+    import vaelab.train.checkpoint
+    import vaelab.train.training
 
     torch.set_num_threads(1)
     # tqdm's default lock is a multiprocessing semaphore, which a SIGKILLed child would leak
@@ -86,9 +86,11 @@ def child_job(checkpoint: Path | str, epochs: int, kill_at: tuple[str, int] | No
             raise SystemExit("the parent did not kill the child")
 
     # the global step: resumed runs start after the epoch their checkpoint holds
-    step = [vaelab.checkpoint.load_checkpoint(checkpoint)["epoch"] * STEPS_PER_EPOCH if checkpoint.exists() else 0]
+    step = [
+        vaelab.train.checkpoint.load_checkpoint(checkpoint)["epoch"] * STEPS_PER_EPOCH if checkpoint.exists() else 0
+    ]
     saving = [0]
-    real_loss, real_save, real_replace = vaelab.training.training_loss, torch.save, os.replace
+    real_loss, real_save, real_replace = vaelab.train.training.training_loss, torch.save, os.replace
 
     def loss_with_event(*args, **kwargs):
         step[0] += 1
@@ -115,7 +117,7 @@ def child_job(checkpoint: Path | str, epochs: int, kill_at: tuple[str, int] | No
         real_replace(src, dst)
         emit("after-replace", saving[0])
 
-    vaelab.training.training_loss = loss_with_event
+    vaelab.train.training.training_loss = loss_with_event
     torch.save = save_in_two_halves
     os.replace = replace_with_events
     send("READY 0")
@@ -141,7 +143,7 @@ def _forkserver():
         import multiprocessing
 
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(["torch", "torch._dynamo", "vaelab", "vaelab.training"])
+        _context.set_forkserver_preload(["torch", "torch._dynamo", "vaelab", "vaelab.train.training"])
     return _context
 
 

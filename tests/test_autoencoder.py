@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaelab.autoencoder import Autoencoder, fit_autoencoder, reconstruction_loss
+from vaelab.models.autoencoder import Autoencoder, fit_autoencoder, reconstruction_loss
 
 
 def _low_rank_images(n: int, code_seed: int, side: int = 20) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The evaluation shortcut for the MLP decoder with a Bernoulli likelihood (vaelab.bernoulli_mlp)
+"""The evaluation shortcut for the MLP decoder with a Bernoulli likelihood (vaelab.estimators.bernoulli_mlp)
 against torch.distributions and against vaelab's general path."""
 
 import copy
@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch.distributions import Bernoulli
 
-from vaelab import MLPDecoder, bernoulli_mlp, build_vae, iwae_bound, log_likelihood_estimate
-from vaelab.bernoulli_mlp import BernoulliMLPLogLikelihood, applies_to
+from vaelab import MLPDecoder, build_vae, iwae_bound, log_likelihood_estimate
+from vaelab.estimators import bernoulli_mlp
+from vaelab.estimators.bernoulli_mlp import BernoulliMLPLogLikelihood, applies_to
 
 
 def _decoder(pixels: int, scale: float, seed: int = 0, dtype=torch.float32) -> MLPDecoder:

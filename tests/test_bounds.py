@@ -97,7 +97,7 @@ def test_iwae_bound_increases_with_k_toward_log_px(model, rough_encoder):
 
 
 class FixedNoise:
-    """Stands in for vaelab.recognition.reparameterize: serves the rows of one fixed eps tensor in order, so
+    """Stands in for vaelab.core.recognition.reparameterize: serves the rows of one fixed eps tensor in order, so
     that runs with different chunk sizes use the same k samples."""
 
     def __init__(self, eps):
@@ -120,12 +120,12 @@ def test_chunked_bound_equals_unchunked_on_the_same_noise(model, rough_encoder, 
     results = {}
     for name, size in (("whole", 300), ("chunked", chunk)):
         noise = FixedNoise(eps)
-        with torch.no_grad(), mock.patch("vaelab.recognition.reparameterize", noise):
+        with torch.no_grad(), mock.patch("vaelab.core.recognition.reparameterize", noise):
             results[name] = iwae_bound(vae, x, k=300, chunk_size=size)
         assert noise.used == 300
     torch.testing.assert_close(results["chunked"], results["whole"], rtol=1e-13, atol=1e-12)
     noise = FixedNoise(eps)
-    with mock.patch("vaelab.recognition.reparameterize", noise):
+    with mock.patch("vaelab.core.recognition.reparameterize", noise):
         estimate = log_likelihood_estimate(vae, x, k=300, batch_size=7, chunk_size=chunk)
     torch.testing.assert_close(estimate, results["whole"], rtol=1e-13, atol=1e-12)
     with torch.no_grad():

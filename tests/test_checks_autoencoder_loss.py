@@ -1,7 +1,7 @@
 """check_autoencoder_loss passes correct reconstruction losses and catches the typical wrong ones.
 
 The correct formulations are independent of the check's reference (F.binary_cross_entropy_with_logits):
-softplus(l) - x l, the logsigmoid form of -[x log x_hat + (1 - x) log(1 - x_hat)], and vaelab.autoencoder's
+softplus(l) - x l, the logsigmoid form of -[x log x_hat + (1 - x) log(1 - x_hat)], and vaelab.models.autoencoder's
 training loss on a model whose decoder returns the given logits. The reference itself is compared with
 math.log on single pixels.
 """
@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaelab.autoencoder import reconstruction_loss
 from vaelab.checks import autoencoder_loss
 from vaelab.checks.autoencoder_loss import check_autoencoder_loss
+from vaelab.models.autoencoder import reconstruction_loss
 
 
 def loss_softplus(x, logits):
@@ -81,7 +81,7 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("fn", CORRECT, ids=["softplus", "logsigmoid", "vaelab.autoencoder"])
+@pytest.mark.parametrize("fn", CORRECT, ids=["softplus", "logsigmoid", "vaelab.models.autoencoder"])
 def test_autoencoder_loss_check_passes_correct_implementations(fn):
     result = check_autoencoder_loss(fn)
     assert result, result.message

@@ -1,4 +1,4 @@
-"""vaelab.conditional: the conditional VAE by composition, checked against the networks called by hand
+"""vaelab.models.conditional: the conditional VAE by composition, checked against the networks called by hand
 on [x, onehot(y)] and against torch.distributions."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 import vaelab
-from vaelab.conditional import ConditionalVAE, build_conditional_vae, one_hot_labels
+from vaelab.models.conditional import ConditionalVAE, build_conditional_vae, one_hot_labels
 
 D, C, LATENT = 12, 10, 3
 

@@ -11,7 +11,7 @@ import torch
 
 import vaelab
 from vaelab import ImageData, load_mnist
-from vaelab.messages import cli_message
+from vaelab.utils.messages import cli_message
 
 
 @pytest.fixture(scope="module")

@@ -260,7 +260,7 @@ def test_gradient_snr_errors(kwargs, words):
 
 
 def test_reparam_works_with_a_flow_posterior_and_dreg_refuses_it():
-    from vaelab.flows import PlanarFlowEncoder
+    from vaelab.models.flows import PlanarFlowEncoder
 
     torch.manual_seed(0)
     encoder = PlanarFlowEncoder(vaelab.MLPEncoder(16, 8, 2), n_flows=3)

@@ -30,7 +30,7 @@ from fault_helpers import (
 )
 
 import vaelab
-import vaelab.training
+import vaelab.train.training
 from vaelab import NonFiniteLossError, fit, load_checkpoint, load_model, restore_model, save_checkpoint
 from vaelab.data import MNIST_SHA256
 
@@ -74,9 +74,9 @@ def test_an_interrupted_write_leaves_the_previous_checkpoint_intact(tmp_path, mo
     if stage == "torch.save":
         monkeypatch.setattr(torch, "save", _partial_save)
     elif stage == "fsync":
-        monkeypatch.setattr(vaelab.checkpoint.os, "fsync", _raise)
+        monkeypatch.setattr(vaelab.train.checkpoint.os, "fsync", _raise)
     elif stage == "os.replace":
-        monkeypatch.setattr(vaelab.checkpoint.os, "replace", _raise)
+        monkeypatch.setattr(vaelab.train.checkpoint.os, "replace", _raise)
     else:
 
         def interrupt(obj, f, *args, **kwargs):
@@ -131,7 +131,7 @@ def test_sigkill_of_a_fresh_interpreter_mid_write_then_resume_in_another(tmp_pat
 def test_keyboard_interrupt_mid_epoch_then_resume_is_bit_identical(tmp_path, reference, monkeypatch):
     path = tmp_path / "run.ckpt"
     calls = [0]
-    real = vaelab.training.training_loss
+    real = vaelab.train.training.training_loss
 
     def interrupted(*args, **kwargs):
         calls[0] += 1
@@ -139,7 +139,7 @@ def test_keyboard_interrupt_mid_epoch_then_resume_is_bit_identical(tmp_path, ref
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vaelab.training, "training_loss", interrupted)
+    monkeypatch.setattr(vaelab.train.training, "training_loss", interrupted)
     with one_thread(), pytest.raises(KeyboardInterrupt):
         run_fit(path, EPOCHS)
     monkeypatch.undo()
@@ -252,7 +252,7 @@ class _Payload:
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
 def test_loading_a_malicious_checkpoint_executes_nothing(tmp_path, writer):
     marker = tmp_path / "pwned"
-    state = {"format": vaelab.checkpoint.FORMAT, "model": {}, "evil": _Payload(marker)}
+    state = {"format": vaelab.train.checkpoint.FORMAT, "model": {}, "evil": _Payload(marker)}
     path = tmp_path / "evil.ckpt"
     if writer == "torch.save":
         torch.save(state, path)
@@ -313,7 +313,7 @@ def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _poison_loss(monkeypatch, at_call: int):
-    real = vaelab.training.training_loss
+    real = vaelab.train.training.training_loss
     calls = [0]
 
     def poisoned(*args, **kwargs):
@@ -321,7 +321,7 @@ def _poison_loss(monkeypatch, at_call: int):
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls[0] == at_call else loss
 
-    monkeypatch.setattr(vaelab.training, "training_loss", poisoned)
+    monkeypatch.setattr(vaelab.train.training, "training_loss", poisoned)
 
 
 @pytest.mark.parametrize("epoch,step", [(1, 1), (3, 2), (4, STEPS_PER_EPOCH)])
@@ -360,7 +360,7 @@ def test_a_huge_learning_rate_stops_training_with_the_epoch_and_step(tmp_path):
 
 
 def test_nan_weights_after_the_last_step_of_an_epoch_are_never_checkpointed(tmp_path, monkeypatch):
-    real = vaelab.training.make_optimizer
+    real = vaelab.train.training.make_optimizer
     steps = [0]
 
     def poisoning_optimizer(model, lr, *args):
@@ -378,7 +378,7 @@ def test_nan_weights_after_the_last_step_of_an_epoch_are_never_checkpointed(tmp_
         optimizer.step = poisoned_step
         return optimizer
 
-    monkeypatch.setattr(vaelab.training, "make_optimizer", poisoning_optimizer)
+    monkeypatch.setattr(vaelab.train.training, "make_optimizer", poisoning_optimizer)
     path = tmp_path / "run.ckpt"
     with pytest.raises(
         NonFiniteLossError,

@@ -14,8 +14,8 @@ from torch import nn
 import vaelab
 from vaelab import ImageData, build_vae, fit
 from vaelab.estimators import IWAEObjective, iwae_loss
-from vaelab.runs import RunMismatchError
-from vaelab.training import make_optimizer
+from vaelab.train.runs import RunMismatchError
+from vaelab.train.training import make_optimizer
 
 
 def synthetic_data(n=200, d=36, seed=0, binarization="dynamic"):

@@ -1,4 +1,4 @@
-"""vaelab.flows: planar flows on q(z|x), checked against brute-force Jacobians
+"""vaelab.models.flows: planar flows on q(z|x), checked against brute-force Jacobians
 (torch.autograd.functional.jacobian), torch.distributions and importance-sampling identities; and the
 objectives with a flow posterior (a swappable q: ``rsample_with_log_prob``)."""
 
@@ -11,8 +11,8 @@ import torch
 from torch.distributions import Bernoulli, MultivariateNormal, Normal
 
 import vaelab
-from vaelab.flows import FlowPosterior, PlanarFlow, PlanarFlowEncoder, planar_transform, planar_u_hat
-from vaelab.recognition import DiagonalGaussian
+from vaelab.core.recognition import DiagonalGaussian
+from vaelab.models.flows import FlowPosterior, PlanarFlow, PlanarFlowEncoder, planar_transform, planar_u_hat
 
 F64 = torch.float64
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vaelab.gradients import reparameterized_gradient, score_function_gradient
+from vaelab.estimators.gradients import reparameterized_gradient, score_function_gradient
 
 F64 = torch.float64
 MU = torch.tensor([[0.5, -1.0, 2.0]], dtype=F64)

@@ -141,7 +141,7 @@ def test_evaluation_helpers_restore_the_train_or_eval_mode(mode):
 
 
 def test_evaluating_restores_the_mode_even_after_an_error():
-    from vaelab.evaluation import evaluating
+    from vaelab.estimators.evaluation import evaluating
 
     model = build_vae(latent_dim=2, hidden_dim=4, side=4).train()
     with pytest.raises(RuntimeError), evaluating(model):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-import vaelab.objectives
+import vaelab.core.objectives
 from vaelab import (
     BernoulliLikelihood,
     GaussianLikelihood,
@@ -32,7 +32,7 @@ from vaelab import (
     kl_per_dimension,
     reparameterize,
 )
-from vaelab.recognition import LOGVAR_MAX, LOGVAR_MIN
+from vaelab.core.recognition import LOGVAR_MAX, LOGVAR_MIN
 
 PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 SLOW_PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -240,7 +240,7 @@ def test_importance_weighted_bound_is_stable_for_very_negative_log_weights(offse
     log_px = _exact_log_px(lg, x)  # about -offset^2 * 4 / (2 * 0.3 ... 4.3)
     model = lg.vae().to(dtype)
     with torch.no_grad():
-        log_w = vaelab.objectives.log_importance_weights(model, x.to(dtype), k)
+        log_w = vaelab.core.objectives.log_importance_weights(model, x.to(dtype), k)
         assert torch.isinf(torch.log(torch.exp(log_w).mean(0))).all()  # the naive way fails
         bound = iwae_bound(model, x.to(dtype), k, chunk_size=chunk)
     assert torch.isfinite(bound).all()
@@ -274,7 +274,7 @@ def test_chunked_bound_equals_a_high_precision_log_mean_exp_of_the_same_weights(
         used[0] += n_samples
         return mu + torch.exp(0.5 * logvar) * chunk_eps
 
-    with torch.no_grad(), mock.patch("vaelab.recognition.reparameterize", fixed_noise):
+    with torch.no_grad(), mock.patch("vaelab.core.recognition.reparameterize", fixed_noise):
         bound = iwae_bound(model, x, k, chunk_size=chunk).item()
         mu, logvar = model.encode(x)
     assert used[0] == k

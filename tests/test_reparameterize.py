@@ -49,7 +49,7 @@ def test_posterior_object_samples_and_log_prob_match_torch_distributions():
     Independent(Normal(mu, sigma), 1).log_prob."""
     from torch.distributions import Independent, Normal
 
-    from vaelab.recognition import DiagonalGaussian
+    from vaelab.core.recognition import DiagonalGaussian
 
     g = torch.Generator().manual_seed(2)
     mu = torch.randn(3, 4, generator=g, dtype=torch.float64)

@@ -1,7 +1,7 @@
 """vaelab.softplus against 50-digit mpmath, torch's F.softplus and sigmoid, in every autograd mode.
 
 softplus is the one formula of the Bernoulli log-likelihood that training runs through, written
-with log and sigmoid instead of torch's log1p (see vaelab/softplus.py), and with its derivative
+with log and sigmoid instead of torch's log1p (see vaelab/core/softplus.py), and with its derivative
 written out by hand: so the value, the gradient, the second derivative, forward mode and vmap are
 each checked against an independent computation.
 """
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaelab.softplus import softplus
+from vaelab.core.softplus import softplus
 
 F64 = torch.float64
 GRID = [0.0, 1e-300, -1e-300, 1e-8, -1e-8, 0.5, -0.5, 3.0, -3.0, 15.0, -15.0, 20.5, -20.5, 36.0, 40.0, -40.0]

@@ -211,7 +211,7 @@ def test_resuming_another_run_is_an_error_that_names_the_difference(tmp_path, ch
     first = reference if reference is not None else small_model()
     fit(first, synthetic_data(), synthetic_data(n=40, seed=5), epochs=1, checkpoint=ckpt, **FIT)
     before = ckpt.read_bytes()
-    with pytest.raises(vaelab.runs.RunMismatchError, match=re.escape(CHANGES[change])) as info:
+    with pytest.raises(vaelab.train.runs.RunMismatchError, match=re.escape(CHANGES[change])) as info:
         fit(model, data, test, epochs=2, checkpoint=ckpt, **kwargs)
     assert "resume=False" in str(info.value)
     assert ckpt.read_bytes() == before  # the refused resume changed nothing
@@ -254,7 +254,7 @@ def test_a_damaged_checkpoint_falls_back_loudly_to_the_previous_one(tmp_path, ca
     h_straight = fit(straight, data, epochs=3, **FIT)
     ckpt = tmp_path / "run.ckpt"
     fit(small_model(), data, epochs=2, checkpoint=ckpt, **FIT)
-    assert load_checkpoint(vaelab.checkpoint.previous_checkpoint(ckpt))["epoch"] == 1  # the one before is kept
+    assert load_checkpoint(vaelab.train.checkpoint.previous_checkpoint(ckpt))["epoch"] == 1  # the one before is kept
     damaged = ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2]
     ckpt.write_bytes(damaged)
     capsys.readouterr()
@@ -271,7 +271,7 @@ def test_a_damaged_checkpoint_falls_back_loudly_to_the_previous_one(tmp_path, ca
 def test_a_damaged_checkpoint_without_a_previous_one_says_how_to_start_over(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     ckpt.write_bytes(b"PK\x03\x04 not a whole checkpoint")
-    with pytest.raises(vaelab.runs.ResumeError, match=r"no earlier checkpoint beside it.*resume=False") as info:
+    with pytest.raises(vaelab.train.runs.ResumeError, match=r"no earlier checkpoint beside it.*resume=False") as info:
         fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
     assert "--restart" in info.value.cli_message and "resume=False" not in info.value.cli_message
 
@@ -287,7 +287,7 @@ def test_nan_weights_in_a_checkpoint_are_refused(tmp_path):
     vaelab.save_checkpoint(ckpt, state)  # a valid digest over a NaN weight
     with pytest.raises(ValueError, match="NaN or Inf weights"):
         load_model(ckpt)
-    with pytest.raises(vaelab.runs.ResumeError, match="NaN or Inf weights"):
+    with pytest.raises(vaelab.train.runs.ResumeError, match="NaN or Inf weights"):
         fit(small_model(), synthetic_data(), epochs=2, checkpoint=ckpt, **FIT)
 
 
@@ -324,7 +324,7 @@ def test_bad_fit_settings_are_rejected_before_training(name, value):
 
 
 def test_a_diverging_run_is_an_error_not_a_result(tmp_path):
-    with pytest.raises(vaelab.runs.TrainingDivergedError, match=r"lower learning rate than lr=1000000.0"):
+    with pytest.raises(vaelab.train.runs.TrainingDivergedError, match=r"lower learning rate than lr=1000000.0"):
         fit(
             small_model(),
             synthetic_data(),
@@ -338,7 +338,7 @@ def test_a_diverging_run_is_an_error_not_a_result(tmp_path):
 def test_an_exploding_but_finite_elbo_is_divergence(monkeypatch):
     """A train ELBO far below the untrained model's (here forced: the KL term multiplied by 1e9)
     stops the run, although every number is finite."""
-    real = vaelab.training.elbo
+    real = vaelab.train.training.elbo
 
     def exploding(*args, **kwargs):
         terms = real(*args, **kwargs)
@@ -346,8 +346,8 @@ def test_an_exploding_but_finite_elbo_is_divergence(monkeypatch):
             terms.reconstruction, terms.kl * 1e9, terms.reconstruction - terms.kl * 1e9, terms.kl_per_dim
         )
 
-    monkeypatch.setattr(vaelab.training, "elbo", exploding)
-    with pytest.raises(vaelab.runs.TrainingDivergedError, match="training diverged in epoch 1"):
+    monkeypatch.setattr(vaelab.train.training, "elbo", exploding)
+    with pytest.raises(vaelab.train.runs.TrainingDivergedError, match="training diverged in epoch 1"):
         fit(small_model(), synthetic_data(), epochs=1, **{**FIT, "beta": 0.0})
 
 
@@ -376,7 +376,7 @@ def test_two_processes_cannot_train_into_one_checkpoint(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(vaelab.runs.RunLockedError, match=rf"pid {holder.pid}\) is training into"):
+        with pytest.raises(vaelab.train.runs.RunLockedError, match=rf"pid {holder.pid}\) is training into"):
             fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
         assert not ckpt.exists()
     finally:
@@ -399,7 +399,7 @@ def test_evaluate_elbo_validates_its_data():
 
 
 def test_adam_is_fused_on_cpu_where_torch_has_it():
-    optimizer = vaelab.training.make_optimizer(small_model(), 1e-3)
+    optimizer = vaelab.train.training.make_optimizer(small_model(), 1e-3)
     assert optimizer.defaults["fused"] is True and optimizer.defaults["lr"] == 1e-3
 
 
@@ -494,7 +494,9 @@ def test_a_checkpoint_that_is_not_of_a_training_run_is_not_resumed(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     model = small_model()
     vaelab.save_checkpoint(ckpt, {"config": model.config.to_dict(), "model": model.state_dict()})
-    with pytest.raises(vaelab.runs.ResumeError, match=r"not of a training run by fit \(it lacks optimizer, epoch"):
+    with pytest.raises(
+        vaelab.train.runs.ResumeError, match=r"not of a training run by fit \(it lacks optimizer, epoch"
+    ):
         fit(small_model(), synthetic_data(), epochs=1, checkpoint=ckpt, **FIT)
 
 

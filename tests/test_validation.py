@@ -237,7 +237,7 @@ BAD_INPUTS = [
         r"NaN or Inf",
     ),
     ("iwae-gaussian-inf", lambda: iwae_bound(model("gaussian"), x() + float("inf"), 3), ValueError, r"NaN or Inf"),
-    ("model-call-0-255", lambda: model()(x() * 255), ValueError, r"divide by 255"),
+    ("elbo-0-255", lambda: vaelab.elbo(model(), x() * 255), ValueError, r"divide by 255"),
     (
         "reconstruct-float64",
         lambda: model().reconstruct(x().double()),
@@ -332,7 +332,7 @@ def test_nan_and_inf_data_are_rejected_for_every_likelihood(entry, likelihood, b
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_check_dataset_rejects_nan_for_every_likelihood(likelihood):
-    from vaelab.validation import check_dataset
+    from vaelab.data import check_dataset
 
     images = x(20)
     images[0, 0] = float("nan")

@@ -23,24 +23,29 @@ its gradient estimators, gradient signal-to-noise), ``conditional`` (the conditi
 
 from __future__ import annotations
 
-from .architectures import ConvDecoder, ConvEncoder
-from .checkpoint import load_checkpoint, load_model, restore_model, save_checkpoint
-from .config import VAEConfig, build_vae
+from .core.generative import (
+    BernoulliLikelihood,
+    MLPDecoder,
+    StandardNormalPrior,
+    bernoulli_log_prob,
+    standard_normal_log_prob,
+)
+from .core.kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension, kl_standard_normal
+from .core.model import VAE
+from .core.objectives import ELBOTerms, elbo, iwae_bound, log_importance_weights, training_loss
+from .core.recognition import MLPEncoder, reparameterize
+from .core.softplus import softplus
 from .data import DATA_ENV, ImageData, data_root, load_mnist, verify_mnist_files
-from .devices import resolve_device
 from .diagnostics import encode_dataset, latent_summary, rate_distortion
-from .evaluation import log_likelihood_estimate
-from .generative import MLPDecoder
-from .kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension, kl_standard_normal
-from .likelihoods import BernoulliLikelihood, GaussianLikelihood, bernoulli_log_prob, gaussian_log_prob
-from .linear_gaussian import AffineEncoder, LinearGaussianModel
-from .model import VAE
+from .estimators.evaluation import log_likelihood_estimate
+from .models.architectures import ConvDecoder, ConvEncoder
+from .models.config import VAEConfig, build_vae
+from .models.likelihoods import GaussianLikelihood, gaussian_log_prob
+from .models.linear_gaussian import AffineEncoder, LinearGaussianModel
 from .notebook import benchmark_results, quick_mode, setup
-from .objectives import ELBOTerms, elbo, iwae_bound, log_importance_weights, training_loss
-from .prior import StandardNormalPrior, standard_normal_log_prob
-from .recognition import MLPEncoder
-from .reparameterize import reparameterize
-from .training import History, NonFiniteLossError, TrainingDivergedError, evaluate_elbo, fit
+from .train.checkpoint import load_checkpoint, load_model, restore_model, save_checkpoint
+from .train.training import History, NonFiniteLossError, TrainingDivergedError, evaluate_elbo, fit
+from .utils.devices import resolve_device
 
 __version__ = "0.1.0"
 
@@ -91,6 +96,7 @@ __all__ = [
     "quick_mode",
     "benchmark_results",
     "setup",
+    "softplus",
     "TrainingDivergedError",
 ]
 

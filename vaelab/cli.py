@@ -234,7 +234,7 @@ def _mismatch_message(path: Path, differences: list[tuple[str, Any, Any]]) -> st
 
 def _cli_identity(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     """What the command line alone says about the run (compared before any data is loaded)."""
-    from .runs import TrainingSettings
+    from .train.runs import TrainingSettings
 
     return {
         "train_size": min(args.limit or MNIST_TRAIN_SIZE, MNIST_TRAIN_SIZE),
@@ -247,8 +247,8 @@ def _cli_identity(args: argparse.Namespace, config: Any) -> dict[str, Any]:
 
 
 def _device(name: str) -> Any:
-    from .devices import resolve_device
-    from .messages import cli_message
+    from .utils.devices import resolve_device
+    from .utils.messages import cli_message
 
     try:
         return resolve_device(name)
@@ -259,8 +259,8 @@ def _device(name: str) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .config import VAEConfig
-    from .runs import checkpoint_lock
+    from .models.config import VAEConfig
+    from .train.runs import checkpoint_lock
 
     out = Path(args.out).expanduser()
     if args.binarization == "auto":
@@ -285,7 +285,7 @@ def _train(args: argparse.Namespace) -> int:
 def _nothing_left_to_train(args: argparse.Namespace, config: Any, checkpoint: Path) -> bool:
     """Compare the run in --out with the command's flags (before any data is loaded): a mismatch
     or fewer --epochs than it holds is a usage error; as many --epochs is nothing to do."""
-    from .runs import compare_runs, read_resumable
+    from .train.runs import compare_runs, read_resumable
 
     found = read_resumable(checkpoint)
     if found is None:
@@ -318,12 +318,12 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
     matplotlib.use("Agg")
     import torch
 
-    from .checkpoint import atomic_write
-    from .config import build_vae
     from .data import load_mnist
+    from .models.config import build_vae
     from .plots import image_grid
-    from .runs import checkpoint_lock
-    from .training import fit
+    from .train.checkpoint import atomic_write
+    from .train.runs import checkpoint_lock
+    from .train.training import fit
 
     checkpoint = out / "model.ckpt"
     train = load_mnist("train", args.data_root, args.binarization, device, limit=args.limit, seed=args.seed)
@@ -366,7 +366,7 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
+    from .train.checkpoint import load_model
 
     device = _device(args.device)
     path = Path(args.checkpoint).expanduser()
@@ -394,7 +394,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from . import log_likelihood_estimate
     from .data import load_mnist
-    from .training import evaluate_elbo
+    from .train.training import evaluate_elbo
 
     test = load_mnist("test", args.data_root, "none", device, limit=args.limit)
     if binarization in ("dynamic", "static"):
@@ -422,7 +422,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    from .messages import cli_message
+    from .utils.messages import cli_message
 
     args = _parser().parse_args(argv)
     try:
@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        from .runs import RunLockedError, RunMismatchError
+        from .train.runs import RunLockedError, RunMismatchError
 
         if isinstance(err, RunMismatchError):
             print(f"error: {_mismatch_message(err.path, err.differences)}", file=sys.stderr)

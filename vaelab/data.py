@@ -23,14 +23,15 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .devices import resolve_device
-from .messages import user_error
-from .validation import check_positive_int, check_tensor
+from .core.validation import check_positive_int, check_tensor
+from .utils.devices import resolve_device
+from .utils.messages import user_error
 
-__all__ = ["ImageData", "load_mnist", "data_root", "verify_mnist_files", "DATA_ENV", "MNIST_SHA256"]
+__all__ = ["ImageData", "check_dataset", "load_mnist", "data_root", "verify_mnist_files", "DATA_ENV", "MNIST_SHA256"]
 
 DATA_ENV = "VAELAB_DATA"
 # A download whose server stops answering fails after this many seconds per read (torchvision's
@@ -248,3 +249,23 @@ def _download(folder: Path, split: str) -> None:
         ) from None
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def check_dataset(name: str, data: object, model: Any) -> None:
+    """Raise a clear error unless ``data`` is a non-empty ImageData that fits ``model`` and lies
+    in the support of its likelihood (``model.likelihood.check_support``: no NaN or Inf; [0, 1] for
+    a Bernoulli likelihood)."""
+    if not isinstance(data, ImageData):
+        raise TypeError(
+            f"{name} must be a vaelab.ImageData (from vaelab.load_mnist or "
+            f"ImageData(images, labels)), got {type(data).__name__}."
+        )
+    if len(data) == 0:
+        raise ValueError(f"{name} data is empty; pass at least one image.")
+    expected = getattr(model.encoder, "input_dim", data.images.shape[1])
+    if data.images.shape[1] != expected:
+        raise ValueError(
+            f"{name} images have {data.images.shape[1]} pixels but the model expects "
+            f"{expected}; flatten images to (N, {expected})."
+        )
+    model.likelihood.check_support(f"{name} images", data.images)

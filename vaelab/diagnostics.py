@@ -12,12 +12,11 @@ from typing import NamedTuple
 
 import torch
 
-from .data import ImageData
-from .evaluation import evaluating
-from .model import VAE
-from .objectives import elbo
-from .recognition import kl_per_dimension
-from .validation import check_dataset
+from .core.model import VAE
+from .core.objectives import elbo
+from .core.recognition import kl_per_dimension
+from .data import ImageData, check_dataset
+from .estimators.evaluation import evaluating
 
 __all__ = ["LatentSummary", "latent_summary", "rate_distortion", "encode_dataset"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import resolve_device
+from .utils.devices import resolve_device
 
 __all__ = ["quick_mode", "setup", "QUICK_ENV", "benchmark_results", "raw_repository_url"]
 

@@ -12,10 +12,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .model import VAE
+from .core.model import VAE
 
 if TYPE_CHECKING:  # only a type: plots does not need the training loop
-    from .training import History
+    from .train.training import History
 
 __all__ = [
     "image_grid",

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..likelihoods import bernoulli_log_prob
+from ..models.likelihoods import bernoulli_log_prob
 from ._runner import F64, CheckResult, Runner, as_output, compare, grad_check, run_check
 
 __all__ = ["check_bernoulli_log_likelihood"]

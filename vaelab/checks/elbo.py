@@ -7,10 +7,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import build_vae
-from ..kl import kl_standard_normal
-from ..linear_gaussian import LinearGaussianModel
-from ..model import VAE
+from ..models.config import build_vae
+from ..core.kl import kl_standard_normal
+from ..models.linear_gaussian import LinearGaussianModel
+from ..core.model import VAE
 from ._runner import F64, Z_SCORE, CheckResult, Failure, Runner, as_output, fmt, run_check
 
 __all__ = ["check_elbo"]

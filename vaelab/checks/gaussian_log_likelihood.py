@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..likelihoods import gaussian_log_prob
+from ..models.likelihoods import gaussian_log_prob
 from ._runner import F64, LOG_2PI, CheckResult, Runner, as_output, compare, grad_check, run_check
 
 __all__ = ["check_gaussian_log_likelihood"]

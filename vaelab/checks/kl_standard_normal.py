@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..kl import kl_standard_normal
+from ..core.kl import kl_standard_normal
 from ._runner import F64, CheckResult, Runner, as_output, compare, grad_check, run_check, unchanged
 
 __all__ = ["check_kl_standard_normal"]

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .recognition import LOGVAR_MAX, LOGVAR_MIN, DiagonalGaussian, GaussianEncoder
-from .validation import check_positive_int, check_tensor
+from ..core.recognition import LOGVAR_MAX, LOGVAR_MIN, DiagonalGaussian, GaussianEncoder
+from ..core.validation import check_positive_int, check_tensor
 
 __all__ = ["planar_u_hat", "planar_transform", "FlowPosterior", "PlanarFlow", "PlanarFlowEncoder"]
 

@@ -1,10 +1,10 @@
 """Evaluating a trained VAE: the importance-sampled estimate of log p(x) over a data set (chapter 8), and
 ``evaluating(model)``, the one way vaelab switches a model to eval mode and back.
 
-This is where speed lives, off the reading path of ``vaelab.objectives``: with k = 5000 samples per
+This is where speed lives, off the reading path of ``vaelab.core.objectives``: with k = 5000 samples per
 image the estimate runs the decoder millions of times. The samples are drawn in chunks sized for the
 CPU cache, and the MLP decoder with a Bernoulli likelihood takes the exact shortcut of
-``vaelab.bernoulli_mlp``; any other model evaluates ``vaelab.iwae_bound``, the formula as written.
+``vaelab.estimators.bernoulli_mlp``; any other model evaluates ``vaelab.iwae_bound``, the formula as written.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..core.objectives import iwae_bound
+from ..core.validation import check_model_input, check_positive_int
+from ..utils.progress import progress_bar
 from . import bernoulli_mlp
-from .objectives import iwae_bound
-from .progress import progress_bar
-from .validation import check_model_input, check_positive_int
 
 if TYPE_CHECKING:
-    from .model import VAE
+    from ..core.model import VAE
 
 __all__ = ["log_likelihood_estimate", "evaluating"]
 

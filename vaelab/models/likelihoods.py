@@ -3,8 +3,8 @@ both likelihoods.
 
 Swapping the likelihood while keeping the decoder is chapter 6: the decoder's outputs become the means
 mu, and log p(x|z) = sum_i log N(x_i | mu_i, exp(logvar)). The Bernoulli likelihood the other chapters
-train with is on the reading path, in ``vaelab.generative``; this module imports it so that both are
-importable from ``vaelab.likelihoods``.
+train with is on the reading path, in ``vaelab.core.generative``; this module imports it so that both are
+importable from ``vaelab.models.likelihoods``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .generative import BernoulliLikelihood, Likelihood, bernoulli_log_prob
-from .recognition import gaussian_log_density
-from .validation import check_logvar_range
+from ..core.generative import BernoulliLikelihood, Likelihood, bernoulli_log_prob
+from ..core.recognition import gaussian_log_density
+from ..core.validation import check_logvar_range
 
 __all__ = [
     "Likelihood",

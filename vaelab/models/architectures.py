@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .recognition import GaussianEncoder
-from .validation import check_positive_int
+from ..core.recognition import GaussianEncoder
+from ..core.validation import check_positive_int
 
 __all__ = ["ConvEncoder", "ConvDecoder"]
 

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
-from .validation import check_model_input, check_positive_int
+from ..core.validation import check_model_input, check_positive_int
 
 if TYPE_CHECKING:
-    from .model import VAE
+    from ..core.model import VAE
 
 __all__ = ["ESTIMATORS", "IWAETerms", "IWAEObjective", "iwae_loss", "GradientSNR", "gradient_snr"]
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from ..utils.messages import notice, user_error
+from ..utils.progress import progress_bar
 from .checkpoint import (
     check_finite_weights,
     load_checkpoint,
@@ -41,8 +43,6 @@ from .checkpoint import (
     save_checkpoint,
     stored_dtype,
 )
-from .messages import notice, user_error
-from .progress import progress_bar
 
 __all__ = [
     "Run",

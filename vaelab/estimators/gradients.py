@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import torch
 
-from .kl import diagonal_gaussian_log_prob
-from .validation import check_matching_shapes, check_positive_int, check_same_device, check_tensor
+from ..core.kl import diagonal_gaussian_log_prob
+from ..core.validation import check_matching_shapes, check_positive_int, check_same_device, check_tensor
 
 __all__ = ["score_function_gradient", "reparameterized_gradient"]
 

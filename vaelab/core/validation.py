@@ -16,7 +16,6 @@ import torch
 
 __all__ = [
     "check_model_input",
-    "check_dataset",
     "check_finite",
     "check_tensor",
     "check_same_device",
@@ -178,9 +177,8 @@ def check_fits_module(name: str, x: torch.Tensor, weight: torch.Tensor, module: 
 def check_model_input(model: object, x: object) -> torch.Tensor:
     """The data check of the public entry points: ``x`` is a non-empty (batch, D) floating tensor
     that fits ``model`` (D pixels, its device and dtype), holds no NaN or Inf, and lies in [0, 1]
-    when the likelihood is Bernoulli. Returns ``x``; raises a one-sentence error otherwise."""
-    from .likelihoods import BernoulliLikelihood  # here, not at the top: likelihoods imports nothing from here
-
+    when the likelihood is Bernoulli (the likelihood's own ``check_support``). Returns ``x``; raises a
+    one-sentence error otherwise."""
     if not all(hasattr(model, part) for part in ("encoder", "decoder", "likelihood", "prior")):
         raise TypeError(
             f"model must be a vaelab.VAE (encoder, decoder, likelihood, prior), got "
@@ -199,33 +197,5 @@ def check_model_input(model: object, x: object) -> torch.Tensor:
     param = next(model.parameters(), None)
     if param is not None:
         check_fits_module("x", x, param, "model")
-    if isinstance(model.likelihood, BernoulliLikelihood):
-        check_unit_interval("x", x)  # one pass: also rejects NaN and Inf
-    else:
-        check_finite("x", x)
+    model.likelihood.check_support("x", x)  # e.g. [0, 1] for a Bernoulli likelihood; never NaN or Inf
     return x
-
-
-def check_dataset(name: str, data: object, model: object) -> None:
-    """Raise a clear error unless ``data`` is a non-empty ImageData that fits ``model`` and lies
-    in the support of its likelihood (no NaN or Inf; [0, 1] for a Bernoulli likelihood)."""
-    from .data import ImageData  # here, not at the top: data imports this module
-    from .likelihoods import BernoulliLikelihood
-
-    if not isinstance(data, ImageData):
-        raise TypeError(
-            f"{name} must be a vaelab.ImageData (from vaelab.load_mnist or "
-            f"ImageData(images, labels)), got {type(data).__name__}."
-        )
-    if len(data) == 0:
-        raise ValueError(f"{name} data is empty; pass at least one image.")
-    expected = getattr(model.encoder, "input_dim", data.images.shape[1])
-    if data.images.shape[1] != expected:
-        raise ValueError(
-            f"{name} images have {data.images.shape[1]} pixels but the model expects "
-            f"{expected}; flatten images to (N, {expected})."
-        )
-    if isinstance(model.likelihood, BernoulliLikelihood):
-        check_unit_interval(f"{name} images", data.images)
-    else:
-        check_finite(f"{name} images", data.images, "clean the data before training")

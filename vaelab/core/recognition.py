@@ -61,7 +61,7 @@ class DiagonalGaussian(NamedTuple):
     """q(z|x) = N(mu, diag(exp(logvar))), mu and logvar: (batch, latent_dim).
 
     Any other recognition distribution only needs ``rsample_with_log_prob`` for the objectives (and
-    ``kl_per_dimension`` for the closed-form KL): a normalizing flow (``vaelab.flows``) has no
+    ``kl_per_dimension`` for the closed-form KL): a normalizing flow (``vaelab.models.flows``) has no
     ``log_prob`` of an arbitrary z, but knows log q of its own draws.
     """
 

@@ -25,10 +25,10 @@ from typing import IO, Any
 
 import torch
 
-from .config import VAEConfig, build_vae
-from .devices import resolve_device
-from .messages import notice, user_error
-from .model import VAE
+from ..core.model import VAE
+from ..models.config import VAEConfig, build_vae
+from ..utils.devices import resolve_device
+from ..utils.messages import notice, user_error
 
 __all__ = [
     "save_checkpoint",

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import ImageData
-from .devices import resolve_device
-from .progress import progress_bar
-from .validation import check_positive_int, check_tensor, check_unit_interval
+from ..core.validation import check_positive_int, check_tensor, check_unit_interval
+from ..data import ImageData
+from ..utils.devices import resolve_device
+from ..utils.progress import progress_bar
 
 __all__ = ["Autoencoder", "reconstruction_loss", "fit_autoencoder"]
 

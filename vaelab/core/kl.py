@@ -2,7 +2,7 @@
 
 Closed form (eq. kl-closed-form):
     KL(N(mu, diag(sigma^2)) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1);
-per dimension it is ``kl_per_dimension``, which lives beside q(z|x) in ``vaelab.recognition``.
+per dimension it is ``kl_per_dimension``, which lives beside q(z|x) in ``vaelab.core.recognition``.
 The Monte Carlo estimate averages log q(z|x) - log p(z) over reparameterized samples.
 """
 

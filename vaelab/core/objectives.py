@@ -8,7 +8,7 @@ IWAE (chapter 8):  L_k(x) = E[log (1/k) sum_i w_i],  w_i = p(x|z_i) p(z_i) / q(z
 
 ``model`` is a ``vaelab.VAE``: ``model.posterior(x)`` is q(z|x), a swappable piece: anything with
 ``rsample_with_log_prob(n, generator) -> (z, log q(z|x))`` (the diagonal Gaussian, or a flow from
-``vaelab.flows``), plus ``rsample`` and ``kl_per_dimension`` where the closed-form KL exists;
+``vaelab.models.flows``), plus ``rsample`` and ``kl_per_dimension`` where the closed-form KL exists;
 ``model.decode(z)`` the parameters of p(x|z), ``model.likelihood.log_prob(x, params)`` log p(x|z) and
 ``model.prior.log_prob(z)`` log p(z). The data are checked once, here (``validate=False`` skips it).
 """
@@ -16,16 +16,13 @@ IWAE (chapter 8):  L_k(x) = E[log (1/k) sum_i w_i],  w_i = p(x|z_i) p(z_i) / q(z
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 
+from .model import VAE
 from .recognition import DiagonalGaussian, gaussian_log_density
 from .validation import check_model_input, check_nonnegative, check_positive_int
-
-if TYPE_CHECKING:
-    from .model import VAE
-
 
 KL_ESTIMATORS = ("analytic", "mc")
 

@@ -3,7 +3,7 @@
 ``fit`` is the loop a student reads: for each minibatch, the ELBO, its gradient, an Adam step;
 after each epoch, a line of history (train and test ELBO in nats per image). Everything else
 (checkpoints, resuming and its comparison of runs, RNG state, progress, divergence guards,
-locking) lives in ``vaelab.runs``, behind the ``run`` object the loop calls.
+locking) lives in ``vaelab.train.runs``, behind the ``run`` object the loop calls.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .data import ImageData
-from .devices import resolve_device
-from .estimators import IWAEObjective
-from .evaluation import evaluating
-from .model import VAE
-from .objectives import elbo, training_loss
+from ..core.model import VAE
+from ..core.objectives import elbo, training_loss
+from ..core.validation import check_model_input, check_positive_int
+from ..data import ImageData, check_dataset
+from ..estimators.evaluation import evaluating
+from ..estimators.iwae import IWAEObjective
+from ..utils.devices import resolve_device
 from .runs import NonFiniteLossError, Run, TrainingDivergedError, TrainingSettings
-from .validation import check_dataset, check_model_input, check_positive_int
 
 __all__ = ["fit", "History", "NonFiniteLossError", "TrainingDivergedError", "evaluate_elbo", "make_optimizer"]
 
@@ -181,7 +181,7 @@ def fit(
     al.), "dreg" (Tucker et al.) or "stl" (biased for k > 1); beta, kl_warmup_epochs, free_bits,
     n_samples and kl belong to the ELBO and must keep their defaults. The objective is a setting of
     the run (compared on resume). The history's train columns stay the ELBO (see ``History``).
-    A conditional model (one with a ``given(y)`` method, e.g. ``vaelab.conditional``) is trained as
+    A conditional model (one with a ``given(y)`` method, e.g. ``vaelab.models.conditional``) is trained as
     ``model.given(y)`` with the labels y of each batch, and evaluated the same way.
 
     Random draws (the contract a hand-written loop can rely on to reproduce fit bit for bit on

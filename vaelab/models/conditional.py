@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
-from .recognition import DiagonalGaussian, MLPEncoder
-from .validation import check_positive_int
+from ..core.generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
+from ..core.recognition import DiagonalGaussian, MLPEncoder
+from ..core.validation import check_positive_int
 
 __all__ = ["ConditionalVAE", "ConditionedVAE", "one_hot_labels", "build_conditional_vae"]
 

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal
 
-from .generative import StandardNormalPrior
+from ..core.generative import StandardNormalPrior
+from ..core.model import VAE
+from ..core.validation import check_positive_int, check_tensor
 from .likelihoods import GaussianLikelihood
-from .model import VAE
-from .validation import check_positive_int, check_tensor
 
 __all__ = ["LinearGaussianModel", "AffineEncoder", "LinearDecoder"]
 

@@ -1,24 +1,20 @@
 """The VAE as a composition: recognition model q(z|x), decoder + likelihood p(x|z), prior p(z).
 
 Each part can be swapped on its own (another encoder, another likelihood, a learnable prior);
-``vaelab.config`` names the standard combinations (``VAEConfig``, ``build_vae``) so a checkpoint
-can rebuild them, and ``vaelab.conveniences`` adds the methods the chapters use to look at a model.
+``vaelab.models.config`` names the standard combinations (``VAEConfig``, ``build_vae``) so a checkpoint
+can rebuild them, and ``vaelab.core.conveniences`` adds the methods the chapters use to look at a model.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
 from .conveniences import VAEConveniences
 from .generative import Likelihood, StandardNormalPrior
-from .objectives import ELBOTerms, elbo
 from .recognition import DiagonalGaussian
-
-if TYPE_CHECKING:
-    from .config import VAEConfig
 
 
 class VAE(VAEConveniences, nn.Module):
@@ -26,7 +22,7 @@ class VAE(VAEConveniences, nn.Module):
 
     encoder: x -> (mu, logvar); decoder: z -> likelihood parameters; likelihood: log p(x|z);
     prior: log p(z) and samples. The objectives (ELBO, importance-weighted bound) live in
-    ``vaelab.objectives``; this class only holds the parts (plus ``VAEConveniences``: posterior_mean,
+    ``vaelab.core.objectives``; this class only holds the parts (plus ``VAEConveniences``: posterior_mean,
     reconstruct, decode_mean, interpolate, device).
     """
 
@@ -36,7 +32,7 @@ class VAE(VAEConveniences, nn.Module):
         decoder: nn.Module,
         likelihood: Likelihood,
         prior: StandardNormalPrior | None = None,
-        config: VAEConfig | None = None,
+        config: Any = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -59,7 +55,7 @@ class VAE(VAEConveniences, nn.Module):
 
     def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
         """q(z|x) for x: (batch, D): the encoder's own ``posterior(x)`` where it has one (a flow,
-        ``vaelab.flows.PlanarFlowEncoder``), else the diagonal Gaussian of its (mu, logvar)."""
+        ``vaelab.models.flows.PlanarFlowEncoder``), else the diagonal Gaussian of its (mu, logvar)."""
         own = getattr(self.encoder, "posterior", None)
         return own(x) if own is not None else DiagonalGaussian(*self.encoder(x))
 
@@ -72,9 +68,3 @@ class VAE(VAEConveniences, nn.Module):
         """n images from the model: z ~ p(z), then E[x|z] (mean=True) or x ~ p(x|z). (n, D)."""
         params = self.decode(self.prior.sample(n, generator=generator))
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
-
-    def forward(
-        self, x: torch.Tensor, n_samples: int = 1, kl: str = "analytic", generator: torch.Generator | None = None
-    ) -> ELBOTerms:
-        """``model(x)`` is the ELBO of each row of x with its parts: ``vaelab.elbo(model, x, ...)``."""
-        return elbo(self, x, n_samples=n_samples, kl=kl, generator=generator)

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from .generative import BernoulliLikelihood, MLPDecoder
+from ..core.generative import BernoulliLikelihood, MLPDecoder
 
 __all__ = ["BernoulliMLPLogLikelihood", "applies_to"]
 

@@ -10,7 +10,7 @@
     Bernoulli without its normalizer, *not* a log-likelihood (chapter 8 explains the difference).
   - Gaussian: log p(x|z) = sum_i log N(x_i | mu_i, sigma^2), with sigma^2 = exp(logvar) fixed
     (default 1) or learned. Swapping the likelihood while keeping the decoder is chapter 6, and the
-    Gaussian likelihood lives there, in ``vaelab.likelihoods``.
+    Gaussian likelihood lives there, in ``vaelab.models.likelihoods``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 
 from .recognition import gaussian_log_density
 from .softplus import softplus
-from .validation import check_positive_int
+from .validation import check_finite, check_positive_int, check_unit_interval
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """sum_i log Bernoulli(x_i | sigmoid(l_i)) = sum_i [x_i l_i - softplus(l_i)] over the last dimension.
 
     x: (..., D) in [0, 1]; logits: broadcastable with x. Returns the broadcast shape without D.
-    softplus(l) = log(1 + e^l) is ``vaelab.softplus.softplus``: accurate for any l (no overflow, no
+    softplus(l) = log(1 + e^l) is ``vaelab.core.softplus.softplus``: accurate for any l (no overflow, no
     threshold), and its gradient is sigmoid(l).
     """
     return (x * logits - softplus(logits)).sum(-1)
@@ -96,6 +96,10 @@ class Likelihood(nn.Module):
         """x ~ p(x|z). Same shape as params."""
         raise NotImplementedError
 
+    def check_support(self, name: str, x: torch.Tensor) -> None:
+        """Raise a one-sentence ValueError if x lies outside the likelihood's support (here: not finite)."""
+        check_finite(name, x)
+
 
 class BernoulliLikelihood(Likelihood):
     """p(x|z) = prod_i Bernoulli(x_i | sigmoid(l_i)); the decoder outputs the logits l."""
@@ -108,3 +112,6 @@ class BernoulliLikelihood(Likelihood):
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.bernoulli(torch.sigmoid(params), generator=generator)
+
+    def check_support(self, name: str, x: torch.Tensor) -> None:
+        check_unit_interval(name, x)  # [0, 1]: binary pixels, or grey ones (chapter 8 says what that means)

@@ -9,12 +9,12 @@ from typing import Any
 
 from torch import nn
 
+from ..core.generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
+from ..core.model import VAE
+from ..core.recognition import GaussianEncoder, MLPEncoder
+from ..core.validation import check_positive_int
 from .architectures import ConvDecoder, ConvEncoder
-from .generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
 from .likelihoods import GAUSSIAN_LOGVAR_MAX, GaussianLikelihood
-from .model import VAE
-from .recognition import GaussianEncoder, MLPEncoder
-from .validation import check_positive_int
 
 __all__ = ["VAEConfig", "build_vae", "ARCHITECTURES", "LIKELIHOODS", "GAUSSIAN_LOGVAR_MIN"]
 
