@@ -1,10 +1,13 @@
-"""MNIST as tensors: continuous [0, 1] pixels, dynamic or static binarization.
+"""MNIST and Fashion-MNIST as tensors: continuous [0, 1] pixels, dynamic or static binarization.
 
 Where the data lives: the ``root`` argument, else the environment variable ``VAELAB_DATA``,
-else ``~/.cache/vaelab``. With ``VAELAB_DATA`` set (CI, this book's development machines) the
-files must already be there and nothing is downloaded; otherwise torchvision downloads them.
-The four raw files are checked against their published SHA-256 sums, so a truncated or corrupted
-download is reported (with the fix) instead of producing silently wrong images.
+else ``~/.cache/vaelab``; under it ``MNIST/raw`` and ``FashionMNIST/raw`` (torchvision's layout).
+With ``VAELAB_DATA`` set (CI, this book's development machines) the files must already be there
+and nothing is downloaded; otherwise torchvision downloads them.
+The four raw files of each data set are checked against their SHA-256 sums, so a truncated or
+corrupted download is reported (with the fix) instead of producing silently wrong images.
+Fashion-MNIST (Xiao, Rasul and Vollgraf 2017, Zalando Research; MIT license) has MNIST's format
+and sizes, with grey photographs of clothes: grey values that a Bernoulli likelihood cannot score.
 
 The training fast path: the whole split is one (N, 784) float tensor on the training device and
 batches are slices by a shuffled index; no per-image PIL conversion happens in the loop.
@@ -31,7 +34,18 @@ from .core.validation import check_positive_int, check_tensor
 from .utils.devices import resolve_device
 from .utils.messages import user_error
 
-__all__ = ["ImageData", "check_dataset", "load_mnist", "data_root", "verify_mnist_files", "DATA_ENV", "MNIST_SHA256"]
+__all__ = [
+    "ImageData",
+    "check_dataset",
+    "load_mnist",
+    "data_root",
+    "verify_mnist_files",
+    "DATA_ENV",
+    "MNIST_SHA256",
+    "load_fashion_mnist",
+    "verify_fashion_mnist_files",
+    "FASHION_MNIST_SHA256",
+]
 
 DATA_ENV = "VAELAB_DATA"
 # A download whose server stops answering fails after this many seconds per read (torchvision's
@@ -46,6 +60,19 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# SHA-256 sums of the uncompressed Fashion-MNIST files (torchvision's raw layout; the gzipped
+# originals match the MD5 sums torchvision publishes).
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+# per data set: folder under the root (torchvision's class name), name in messages, sums, loader
+_DATASETS = {
+    "MNIST": ("MNIST", MNIST_SHA256, "load_mnist"),
+    "FashionMNIST": ("Fashion-MNIST", FASHION_MNIST_SHA256, "load_fashion_mnist"),
+}
 _SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -54,7 +81,8 @@ _verified: set[tuple[str, int, int]] = set()
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder that holds (or will hold) ``MNIST/raw``: argument, $VAELAB_DATA, or ~/.cache/vaelab."""
+    """The folder that holds (or will hold) ``MNIST/raw`` and ``FashionMNIST/raw``: argument, $VAELAB_DATA,
+    or ~/.cache/vaelab."""
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get(DATA_ENV)
@@ -74,24 +102,34 @@ def _sha256(path: Path) -> str:
 def verify_mnist_files(root: str | os.PathLike, split: str = "train") -> None:
     """Raise a RuntimeError naming the file and the fix if a raw MNIST file of ``split`` is
     missing, truncated or corrupted (SHA-256 mismatch). Each file is hashed once per process."""
-    raw = Path(root) / "MNIST" / "raw"
+    _verify_files(root, split, "MNIST")
+
+
+def verify_fashion_mnist_files(root: str | os.PathLike, split: str = "train") -> None:
+    """``verify_mnist_files`` for the raw Fashion-MNIST files under ``root/FashionMNIST/raw``."""
+    _verify_files(root, split, "FashionMNIST")
+
+
+def _verify_files(root: str | os.PathLike, split: str, dataset: str) -> None:
+    title, sums, loader = _DATASETS[dataset]
+    raw = Path(root) / dataset / "raw"
     for name in _SPLIT_FILES[split]:
         path = raw / name
         if not path.is_file():
             raise FileNotFoundError(
-                f"MNIST file {path} is missing; set {DATA_ENV} to the folder that contains "
-                "MNIST/raw, or unset it to let torchvision download MNIST."
+                f"{title} file {path} is missing; set {DATA_ENV} to the folder that contains "
+                f"{dataset}/raw, or unset it to let torchvision download {title}."
             )
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if key in _verified:
             continue
-        if _sha256(path) != MNIST_SHA256[name]:
-            problem = f"MNIST file {path} is corrupted or truncated (SHA-256 mismatch, {stat.st_size} bytes)"
+        if _sha256(path) != sums[name]:
+            problem = f"{title} file {path} is corrupted or truncated (SHA-256 mismatch, {stat.st_size} bytes)"
             raise user_error(
                 RuntimeError,
                 f"{problem}; delete it and download again (unset {DATA_ENV} and call "
-                "load_mnist(download=True)), or copy an intact file there.",
+                f"{loader}(download=True)), or copy an intact file there.",
                 f"{problem}; delete it and download again (unset {DATA_ENV} and drop --data-root), "
                 "or copy an intact file there.",
             )
@@ -191,6 +229,40 @@ def load_mnist(
     limit: keep only the first ``limit`` images (quick runs). download: None means "download
     only when $VAELAB_DATA is not set"; True/False force it. Pixels are divided by 255.
     """
+    return _load("MNIST", split, root, binarization, device, limit, seed, download)
+
+
+def load_fashion_mnist(
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    binarization: str = "none",
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+    seed: int = 0,
+    download: bool | None = None,
+) -> ImageData:
+    """Fashion-MNIST ``split`` ("train": 60k, "test": 10k; 28 x 28 grey images of 10 kinds of clothes)
+    as an ``ImageData`` on ``device``, read from ``root/FashionMNIST/raw`` like ``load_mnist``.
+
+    Pixels are the 8-bit levels k/255 in [0, 1]; keep binarization="none" (the default) for the
+    likelihoods of grey pixels (``vaelab.models.pixel_likelihoods``). The other arguments are
+    ``load_mnist``'s. Fashion-MNIST is by Han Xiao, Kashif Rasul and Roland Vollgraf (Zalando
+    Research, 2017), under the MIT license.
+    """
+    return _load("FashionMNIST", split, root, binarization, device, limit, seed, download)
+
+
+def _load(
+    dataset: str,
+    split: str,
+    root: str | os.PathLike | None,
+    binarization: str,
+    device: torch.device | str,
+    limit: int | None,
+    seed: int,
+    download: bool | None,
+) -> ImageData:
+    title, _, loader = _DATASETS[dataset]
     if split not in _SPLIT_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     if binarization not in BINARIZATIONS:
@@ -201,19 +273,19 @@ def load_mnist(
     folder = data_root(root)
     if download is None:
         download = root is None and not os.environ.get(DATA_ENV)
-    raw = folder / "MNIST" / "raw"
+    raw = folder / dataset / "raw"
     if not all((raw / f).is_file() for f in _SPLIT_FILES[split]):
         if not download:
             raise user_error(
                 FileNotFoundError,
-                f"MNIST was not found in {raw} and downloading is off; set {DATA_ENV} (or root=) "
-                "to the folder that contains MNIST/raw, or call load_mnist(download=True) with "
+                f"{title} was not found in {raw} and downloading is off; set {DATA_ENV} (or root=) "
+                f"to the folder that contains {dataset}/raw, or call {loader}(download=True) with "
                 "internet access.",
-                f"MNIST was not found in {raw}; point {DATA_ENV} (or --data-root) at the folder that "
-                f"contains MNIST/raw, or unset {DATA_ENV} and drop --data-root to download it.",
+                f"{title} was not found in {raw}; point {DATA_ENV} (or --data-root) at the folder that "
+                f"contains {dataset}/raw, or unset {DATA_ENV} and drop --data-root to download it.",
             )
-        _download(folder, split)
-    verify_mnist_files(folder, split)
+        _download(folder, split, dataset)
+    _verify_files(folder, split, dataset)
 
     # read the split's two files directly: torchvision's MNIST class insists on all four files
     from torchvision.datasets.mnist import read_image_file, read_label_file
@@ -230,21 +302,24 @@ def load_mnist(
     return replace(data, binarization=binarization)
 
 
-def _download(folder: Path, split: str) -> None:
-    """torchvision's download, with every socket read bounded by DOWNLOAD_TIMEOUT_S seconds."""
-    from torchvision.datasets import MNIST
+def _download(folder: Path, split: str, dataset: str = "MNIST") -> None:
+    """torchvision's download of ``dataset`` ("MNIST" or "FashionMNIST"), with every socket read
+    bounded by DOWNLOAD_TIMEOUT_S seconds."""
+    from torchvision import datasets
+
+    title = _DATASETS[dataset][0]
 
     timeout = float(os.environ.get("VAELAB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # torchvision's urlopen calls pass no timeout of their own
     try:
-        MNIST(str(folder), train=(split == "train"), download=True)
+        getattr(datasets, dataset)(str(folder), train=(split == "train"), download=True)
     except Exception as err:  # network errors come in many types; all get the same advice
         reason = " ".join(f"{type(err).__name__}: {err}".split())
         raise RuntimeError(
-            f"could not download MNIST into {folder} ({reason}; each read waits at most {timeout:g} s); "
-            f"check the internet connection, or copy the four raw MNIST files to "
-            f"{folder / 'MNIST' / 'raw'} and set the environment variable {DATA_ENV} to {folder} "
+            f"could not download {title} into {folder} ({reason}; each read waits at most {timeout:g} s); "
+            f"check the internet connection, or copy the four raw {title} files to "
+            f"{folder / dataset / 'raw'} and set the environment variable {DATA_ENV} to {folder} "
             f"(e.g. export {DATA_ENV}={folder})."
         ) from None
     finally:
