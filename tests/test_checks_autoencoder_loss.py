@@ -83,7 +83,7 @@ MISTAKES = {
 
 @pytest.mark.parametrize("fn", CORRECT, ids=["softplus", "logsigmoid", "vaelab.models.autoencoder"])
 def test_autoencoder_loss_check_passes_correct_implementations(fn):
-    result = check_autoencoder_loss(fn)
+    result = check_autoencoder_loss(fn, allow=True)
     assert result, result.message
     assert repr(result) == "check_autoencoder_loss: passed (10 cases)"
 
@@ -91,7 +91,7 @@ def test_autoencoder_loss_check_passes_correct_implementations(fn):
 @pytest.mark.parametrize("mistake", MISTAKES, ids=list(MISTAKES))
 def test_autoencoder_loss_check_catches_mistake_with_its_hint(mistake):
     fn, hint = MISTAKES[mistake]
-    result = check_autoencoder_loss(fn)
+    result = check_autoencoder_loss(fn, hint="fix", allow=True)
     assert not result
     assert hint in result.message, result.message
 

@@ -49,7 +49,7 @@ MISTAKES = {
 
 @pytest.mark.parametrize("fn", CORRECT, ids=["torch", "two-pass", "numpy"])
 def test_snr_check_passes_correct_implementations(fn):
-    result = checks.check_gradient_snr(fn)
+    result = checks.check_gradient_snr(fn, allow=True)
     assert result, result.message
     assert repr(result) == "check_gradient_snr: passed (8 cases)"
 
@@ -57,7 +57,7 @@ def test_snr_check_passes_correct_implementations(fn):
 @pytest.mark.parametrize("mistake", MISTAKES, ids=list(MISTAKES))
 def test_snr_check_catches_mistake_with_its_hint(mistake):
     fn, hint = MISTAKES[mistake]
-    result = checks.check_gradient_snr(fn)
+    result = checks.check_gradient_snr(fn, hint="fix", allow=True)
     assert not result
     assert hint in result.message, result.message
 

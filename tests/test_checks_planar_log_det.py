@@ -54,7 +54,7 @@ MISTAKES = {
 
 @pytest.mark.parametrize("fn", CORRECT, ids=["lemma", "cosh", "brute-force"])
 def test_planar_check_passes_correct_implementations(fn):
-    result = checks.check_planar_log_det(fn)
+    result = checks.check_planar_log_det(fn, allow=True)
     assert result, result.message
     assert repr(result) == "check_planar_log_det: passed (8 cases)"
 
@@ -62,7 +62,7 @@ def test_planar_check_passes_correct_implementations(fn):
 @pytest.mark.parametrize("mistake", MISTAKES, ids=list(MISTAKES))
 def test_planar_check_catches_mistake_with_its_hint(mistake):
     fn, hint = MISTAKES[mistake]
-    result = checks.check_planar_log_det(fn)
+    result = checks.check_planar_log_det(fn, hint="fix", allow=True)
     assert not result
     assert hint in result.message, result.message
 

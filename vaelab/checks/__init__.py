@@ -8,6 +8,20 @@ expected, what came back and a hint aimed at the mistake it recognizes (a sign e
 1/2, the standard deviation used as the variance, an average where a sum belongs, a missing
 ``log k``, an overflow, no gradient reaching ``mu``, a wrong shape, ...).
 
+Every check takes the same keyword arguments:
+
+* ``hint="kind"`` (the default) names the kind of mistake without the answer's code ("the factor 1/2
+  is missing", "you averaged over the pixels instead of summing"); ``hint="where"`` shows only the
+  failing input with the expected and returned values; ``hint="fix"`` also shows the fix, code
+  included (e.g. for worked solutions after the deadline). ``HINT_LEVELS`` lists them.
+* ``allow=()``: each check refuses the ready-made functions that do its task for the student, listed
+  in its module's ``REFUSED`` (e.g. ``vaelab.kl_standard_normal`` and
+  ``torch.distributions.kl_divergence`` for the KL): a call to one of them from the student's code
+  (not from vaelab or torch, so a model's own methods stay usable) fails with "not allowed in this
+  task". ``allow=["torch.distributions.kl_divergence"]`` permits the names given, ``allow=True`` all.
+* A task that says "stays finite" (large logits, log-weights of -1000 nats) is checked in float32,
+  the dtype models train in, as well as in float64.
+
 A check never raises because of the student's code (a ``NotImplementedError`` stub, an exception,
 a wrong shape, NaN): it reports. ``raise_on_failure=True`` raises ``AssertionError`` with the
 message instead, for use in ``assert``-style grading scripts. The global random state is left as
@@ -39,17 +53,23 @@ check lives in a module named after it (``kl_standard_normal.py`` holds
 To add a check ``check_<name>``:
 
 1. write ``vaelab/checks/<name>.py`` after the pattern of ``kl_standard_normal.py``: build the cases
-   with a fixed seed, write ``body(runner)`` with the helpers of ``._runner``, list the known wrong
-   formulas with their hints, and ``return run_check("check_<name>", fn, body, n_cases,
-   raise_on_failure)``; set ``__all__ = ["check_<name>"]``;
+   with a fixed seed (run the "stays finite" ones through ``dtype_runs`` so they run in float32 too),
+   write ``body(runner)`` with the helpers of ``._runner``, list the known wrong formulas with their
+   hints (a plain string is the "fix" text, and its "kind" is its clauses before the first one with
+   code; give ``Hint(kind=..., fix=...)`` when that cut does not read well), set ``REFUSED`` to the
+   ready-made functions that would do the task, and ``return run_check("check_<name>", fn, body,
+   n_cases, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow)``; set
+   ``__all__ = ["check_<name>"]``;
 2. add one line below, ``from .<name> import check_<name>``, and the name to ``__all__``;
 3. test it in ``tests/test_checks_<name>.py``: a correct solution passes, and each mistake of the
-   catalogue fails with its hint.
+   catalogue (a dict ``MISTAKES``) fails with its hint at ``hint="fix"``; add ``MISTAKES`` to
+   ``CATALOGUES`` in ``tests/test_checks_teacher.py``, which checks that the default feedback shows
+   no answer code.
 """
 
 from __future__ import annotations
 
-from ._runner import CheckResult, summary
+from ._runner import DEFAULT_HINT, HINT_LEVELS, CheckResult, summary
 from .autoencoder_loss import check_autoencoder_loss
 from .bernoulli_log_likelihood import check_bernoulli_log_likelihood
 from .effective_sample_size import check_effective_sample_size
@@ -65,6 +85,8 @@ from .slerp import check_slerp
 
 __all__ = [
     "CheckResult",
+    "DEFAULT_HINT",
+    "HINT_LEVELS",
     "check_reparameterize",
     "check_kl_standard_normal",
     "check_gaussian_log_likelihood",

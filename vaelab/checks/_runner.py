@@ -15,17 +15,25 @@ A check is a function ``check_<name>(fn, *, raise_on_failure=False) -> CheckResu
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+import re
+import sys
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import torch
 
 __all__ = [
     "CheckResult",
     "summary",
+    "Hint",
+    "HINT_LEVELS",
+    "DEFAULT_HINT",
+    "code_in",
     "Failure",
     "Runner",
     "run_check",
@@ -35,6 +43,7 @@ __all__ = [
     "as_output",
     "compare",
     "check_finite",
+    "dtype_runs",
     "unchanged",
     "grad_check",
     "F64",
@@ -45,6 +54,138 @@ __all__ = [
 F64 = torch.float64
 LOG_2PI = math.log(2.0 * math.pi)
 Z_SCORE = 5.0  # statistical checks allow this many standard errors
+
+# How much a failed check's hint reveals: "where" (only the failing input, expected and returned
+# values), "kind" (also the kind of mistake, without the answer's code; the default) or "fix"
+# (also the fix, code included).
+HINT_LEVELS = ("where", "kind", "fix")
+DEFAULT_HINT = "kind"
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A hint at two levels: ``kind`` names the mistake without the answer's code, ``fix`` shows the fix.
+
+    A plain string given where a hint is expected is the ``fix`` text; its ``kind`` is derived by
+    ``kind_of`` (the clauses before the first one that contains code).
+    """
+
+    kind: str
+    fix: str
+
+
+HintLike = Union[str, Hint, None]
+
+# Code in a hint: backticks, a module or method call, a function applied to something, an
+# assignment or equation (also +=), a Python power. Naming a term ("the mu^2 term") is not code.
+_CODE = re.compile(r"`|\b(torch|F|np|math|vaelab)\.\w|\.\w+\(|\b\w+\(|=|\*\*")
+_CLAUSE = re.compile(r"(?=: |; |\. |, e\.g\.| e\.g\.|, or |, not | \(|, so |, then )")
+
+
+def code_in(text: str) -> list[str]:
+    """The pieces of ``text`` that look like code (empty when it reads as words only)."""
+    return [m.group(0) for m in _CODE.finditer(text)]
+
+
+def kind_of(text: str) -> str:
+    """The clauses of a fix-level hint before the first one that shows code."""
+    kept = ""
+    for piece in _CLAUSE.split(text):
+        if code_in(piece):
+            break
+        kept += piece
+    while kept.count("(") > kept.count(")"):
+        kept = kept[: kept.rfind("(")]
+    kept = kept.strip().rstrip(":;,.").strip()
+    if len(kept) < 12:
+        return "the values differ from the expected ones on this input; compare your formula with the task."
+    return kept + "."
+
+
+def hint_text(hint: HintLike, level: str) -> str | None:
+    """The text of ``hint`` at ``level`` (None at "where")."""
+    if hint is None or level == "where":
+        return None
+    if isinstance(hint, Hint):
+        return hint.fix if level == "fix" else hint.kind
+    return hint if level == "fix" else kind_of(hint)
+
+
+def check_hint_level(hint: str) -> str:
+    if hint not in HINT_LEVELS:
+        raise ValueError(
+            f"hint={hint!r} is not a hint level; use one of {', '.join(map(repr, HINT_LEVELS))} "
+            f"(the default, {DEFAULT_HINT!r}, names the kind of mistake without the answer's code)."
+        )
+    return hint
+
+
+# ---------------------------------------------------------------------------------------------
+# Ready-made functions a task may refuse
+
+
+def _resolve(name: str) -> Any:
+    """The object a dotted name refers to ("F." is torch.nn.functional), or None if it does not exist."""
+    path = "torch.nn.functional." + name[2:] if name.startswith("F.") else name
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+    for m in (torch, os, traceback)
+    if getattr(m, "__file__", None)
+) + (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,)
+
+
+def _library_frame(frame: Any) -> bool:
+    """True for a frame in torch, vaelab or the standard library (not the student's code)."""
+    return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LIBRARY_DIRS)
+
+
+class _Watch:
+    """Records calls from the student's code (not from torch or vaelab) to forbidden functions."""
+
+    def __init__(self, forbidden: dict[str, Any]) -> None:
+        self.codes: dict[Any, str] = {}
+        self.builtins: dict[int, str] = {}
+        for name, obj in forbidden.items():
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                self.codes[code] = name
+            else:
+                self.builtins[id(obj)] = name
+        self.seen: list[str] = []
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            name = self.codes.get(frame.f_code)
+            if name is not None and not _library_frame(frame.f_back):
+                self.seen.append(name)
+        elif event == "c_call":
+            name = self.builtins.get(id(arg))
+            if name is not None and not _library_frame(frame):
+                self.seen.append(name)
+
+    def __enter__(self) -> _Watch:
+        self.previous = sys.getprofile()
+        if self.codes or self.builtins:
+            sys.setprofile(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.setprofile(self.previous)
 
 
 @dataclass(frozen=True)
@@ -81,7 +222,7 @@ class Failure(Exception):
         case: str,
         expected: str | None = None,
         got: str | None = None,
-        hint: str | None = None,
+        hint: HintLike = None,
         headline: str | None = None,
     ) -> None:
         super().__init__(case)
@@ -91,18 +232,38 @@ class Failure(Exception):
 class Runner:
     """Counts cases, calls the student's function safely, turns a failure into a CheckResult."""
 
-    def __init__(self, name: str, fn: Any) -> None:
+    def __init__(self, name: str, fn: Any, forbidden: dict[str, Any] | None = None) -> None:
         self.name = name
         self.fn = fn
         self.fn_name = getattr(fn, "__name__", type(fn).__name__)
         self.count = 0
         self.total = 0
+        self.forbidden = forbidden or {}
 
     def case(self, description: str) -> str:
         self.count += 1
         return f"case {self.count} of {self.total}: {description}"
 
-    def call(self, case: str, *args: Any, exception_hint: Callable[[BaseException], str | None] | None = None) -> Any:
+    def call(self, case: str, *args: Any, exception_hint: Callable[[BaseException], HintLike] | None = None) -> Any:
+        watch = _Watch(self.forbidden)
+        try:
+            with watch:
+                return self._call(case, args, exception_hint)
+        finally:
+            if watch.seen:
+                self._refuse(case, watch.seen)
+
+    def _refuse(self, case: str, seen: list[str]) -> None:
+        names = ", ".join(dict.fromkeys(seen))
+        raise Failure(
+            case,
+            headline=(
+                f"not allowed in this task: {self.fn_name} calls {names}, a ready-made version of what this task "
+                "asks you to write; replace that call with your own computation and run this cell again."
+            ),
+        ) from None
+
+    def _call(self, case: str, args: tuple[Any, ...], exception_hint: Any) -> Any:
         try:
             return self.fn(*args)
         except NotImplementedError as error:
@@ -153,8 +314,45 @@ def _generic_exception_hint(error: BaseException) -> str:
     return "read the error above; the input that triggered it is listed above."
 
 
-def run_check(name: str, fn: Any, body: Callable[[Runner], None], total: int, raise_on_failure: bool) -> CheckResult:
-    runner = Runner(name, fn)
+def forbidden_functions(names: Iterable[str], allow: Iterable[str] | bool = ()) -> dict[str, Any]:
+    """The ready-made functions ``names`` (dotted, "F." for torch.nn.functional) less those in ``allow``.
+
+    allow=True allows them all. Names that do not exist in this version of torch or vaelab are skipped.
+    """
+    if allow is True:
+        return {}
+    if allow is False or allow is None:
+        allow = ()
+    if isinstance(allow, str):
+        allow = (allow,)
+    allowed = set(allow)
+    unknown = allowed - set(names)
+    if unknown:
+        raise ValueError(
+            f"allow={sorted(unknown)!r} names functions this check does not refuse; allow any of "
+            f"{', '.join(names)}, or allow=True for all of them."
+        )
+    found = {name: _resolve(name) for name in names if name not in allowed}
+    return {name: obj for name, obj in found.items() if obj is not None}
+
+
+def run_check(
+    name: str,
+    fn: Any,
+    body: Callable[[Runner], None],
+    total: int,
+    raise_on_failure: bool,
+    *,
+    hint: str = DEFAULT_HINT,
+    forbidden: Iterable[str] = (),
+    allow: Iterable[str] | bool = (),
+) -> CheckResult:
+    """Run ``body`` on a Runner for ``fn``; the student's calls to ``forbidden`` (less ``allow``) fail the check.
+
+    hint: "where", "kind" or "fix", how much a failure's hint reveals (see ``HINT_LEVELS``).
+    """
+    check_hint_level(hint)
+    runner = Runner(name, fn, forbidden_functions(tuple(forbidden), allow))
     runner.total = total
     if not callable(fn):
         result = CheckResult(
@@ -172,13 +370,14 @@ def run_check(name: str, fn: Any, body: Callable[[Runner], None], total: int, ra
                 body(runner)
             result = CheckResult(name, True, runner.count, f"{name}: passed ({runner.count} cases)")
         except Failure as failure:
-            result = _failure_result(name, runner, failure)
+            result = _failure_result(name, runner, failure, hint)
     if raise_on_failure and not result.passed:
         raise AssertionError(result.message)
     return result
 
 
-def _failure_result(name: str, runner: Runner, failure: Failure) -> CheckResult:
+def _failure_result(name: str, runner: Runner, failure: Failure, level: str = DEFAULT_HINT) -> CheckResult:
+    hint = hint_text(failure.hint, level)
     if failure.headline:
         lines = [f"{name}: {failure.headline}", f"  first input: {failure.case}"]
     else:
@@ -187,8 +386,8 @@ def _failure_result(name: str, runner: Runner, failure: Failure) -> CheckResult:
             lines.append(f"  expected: {failure.expected}")
         if failure.got is not None:
             lines.append(f"  got:      {failure.got}")
-        if failure.hint:
-            lines.append(f"  hint: {failure.hint}")
+        if hint:
+            lines.append(f"  hint: {hint}")
     return CheckResult(
         name,
         False,
@@ -197,7 +396,7 @@ def _failure_result(name: str, runner: Runner, failure: Failure) -> CheckResult:
         case=failure.case,
         expected=failure.expected,
         got=failure.got,
-        hint=failure.hint or failure.headline,
+        hint=hint or failure.headline,
     )
 
 
@@ -317,6 +516,21 @@ def compare(
         if hint is None:
             hint = generic(got, expected)
     raise Failure(case, expected=exp_text, got=got_text, hint=hint)
+
+
+def dtype_runs(
+    case: str, tensors: tuple[Any, ...], float32_too: bool
+) -> list[tuple[str, tuple[Any, ...], float | None]]:
+    """The runs of one case: as given, then, if ``float32_too``, its float64 tensors again in float32.
+
+    A task that says "stays finite" must stay finite in float32, the dtype models train in, where exp
+    overflows at 89 instead of 710. Returns (case text, tensors, rtol for the float32 run or None).
+    """
+    runs: list[tuple[str, tuple[Any, ...], float | None]] = [(case, tensors, None)]
+    if float32_too and any(isinstance(t, torch.Tensor) and t.dtype == F64 for t in tensors):
+        as32 = tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype == F64 else t for t in tensors)
+        runs.append((f"{case}, the same input in float32 (the training dtype)", as32, 1e-4))
+    return runs
 
 
 def check_finite(case: str, out: torch.Tensor, expected: torch.Tensor, hint: str) -> None:

@@ -3,14 +3,24 @@ catalogue of typical mistakes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
 from ..models.likelihoods import bernoulli_log_prob
-from ._runner import F64, CheckResult, Runner, as_output, compare, grad_check, run_check
+from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, dtype_runs, grad_check, run_check
 
 __all__ = ["check_bernoulli_log_likelihood"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = (
+    "vaelab.bernoulli_log_prob",
+    "F.binary_cross_entropy_with_logits",
+    "F.binary_cross_entropy",
+    "torch.distributions.Bernoulli.log_prob",
+    "torch.distributions.Independent.log_prob",
+)
 
 
 def _bern_variants(x: torch.Tensor, logits: torch.Tensor) -> list[tuple[Any, str]]:
@@ -82,7 +92,11 @@ def _bern_generic(got: torch.Tensor, expected: torch.Tensor) -> str:
 
 
 def check_bernoulli_log_likelihood(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(x, logits) -> sum_i log Bernoulli(x_i | sigmoid(logits_i)), shape (batch,).
 
@@ -133,12 +147,12 @@ def check_bernoulli_log_likelihood(
     ]
 
     def body(r: Runner) -> None:
-        for desc, x, logits in cases:
-            case = r.case(desc)
-            out = as_output(r.call(case, x, logits), case, (x.shape[0],), "pixels (dim -1)", "batch", x.shape[1])
-            expected = bernoulli_log_prob(x.double(), logits.double())
-            rtol = 1e-5 if x.dtype == torch.float32 else 1e-7
-            compare(case, out, expected, _bern_variants(x, logits), _bern_generic_for(logits), rtol=rtol, atol=rtol)
+        for desc, x0, logits0 in cases:
+            for case, (x, logits), rtol32 in dtype_runs(r.case(desc), (x0, logits0), "large logits" in desc):
+                out = as_output(r.call(case, x, logits), case, (x.shape[0],), "pixels (dim -1)", "batch", x.shape[1])
+                expected = bernoulli_log_prob(x.double(), logits.double())
+                rtol = rtol32 or (1e-5 if x.dtype == torch.float32 else 1e-7)
+                compare(case, out, expected, _bern_variants(x, logits), _bern_generic_for(logits), rtol=rtol, atol=rtol)
         case = r.case("gradient with respect to logits: x - sigmoid(logits), shape (2, 3)")
         x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], dtype=F64)
         logits = torch.tensor([[0.5, -1.0, 2.0], [3.0, 0.0, -0.5]], dtype=F64, requires_grad=True)
@@ -153,4 +167,13 @@ def check_bernoulli_log_likelihood(
             "use torch operations only, no .item(), numpy or .detach().",
         )
 
-    return run_check("check_bernoulli_log_likelihood", fn, body, len(cases) + 1, raise_on_failure)
+    return run_check(
+        "check_bernoulli_log_likelihood",
+        fn,
+        body,
+        len(cases) + 1,
+        raise_on_failure,
+        hint=hint,
+        forbidden=REFUSED,
+        allow=allow,
+    )

@@ -3,13 +3,17 @@ computed from log-weights, and its catalogue of typical mistakes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ._runner import F64, CheckResult, Runner, as_output, compare, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, dtype_runs, run_check, unchanged
 
 __all__ = ["check_effective_sample_size"]
+
+# The ready-made functions this task refuses (allow=... permits them): none in torch or vaelab.
+REFUSED: tuple[str, ...] = ()
 
 
 def _reference(lw: torch.Tensor) -> torch.Tensor:
@@ -74,7 +78,11 @@ def _generic(got: torch.Tensor, expected: torch.Tensor) -> str:
 
 
 def check_effective_sample_size(
-    fn: Callable[[torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(log_weights) -> ESS = (sum_i w_i)^2 / sum_i w_i^2 for each example, shape (batch,).
 
@@ -112,16 +120,25 @@ def check_effective_sample_size(
     ]
 
     def body(r: Runner) -> None:
-        for desc, lw in cases:
-            case = r.case(desc)
-            before = lw.clone()
-            out = as_output(r.call(case, lw), case, (lw.shape[1],), "k samples (dim 0)", "batch", lw.shape[0], 0)
-            unchanged(case, ("log_weights",), (before,), (lw,))
-            rtol = 1e-5 if lw.dtype == torch.float32 else 1e-9
-            compare(case, out, _reference(lw), _variants(lw), _generic, rtol=rtol, atol=1e-9)
+        for desc, lw0 in cases:
+            for case, (lw,), rtol32 in dtype_runs(r.case(desc), (lw0,), desc.startswith("very")):
+                before = lw.clone()
+                out = as_output(r.call(case, lw), case, (lw.shape[1],), "k samples (dim 0)", "batch", lw.shape[0], 0)
+                unchanged(case, ("log_weights",), (before,), (lw,))
+                rtol = rtol32 or (1e-5 if lw.dtype == torch.float32 else 1e-9)
+                compare(case, out, _reference(lw), _variants(lw), _generic, rtol=rtol, atol=1e-9)
         case = r.case("k=4, batch=1: log_weights=log([[1], [1], [2], [4]]) must give shape (1,) and 64/22")
         lw = torch.tensor([[1.0], [1.0], [2.0], [4.0]], dtype=F64).log()
         out = as_output(r.call(case, lw), case, (1,), "k samples (dim 0)", "batch", 4, 0)
         compare(case, out, _reference(lw), _variants(lw), _generic, rtol=1e-9, atol=1e-9)
 
-    return run_check("check_effective_sample_size", fn, body, len(cases) + 1, raise_on_failure)
+    return run_check(
+        "check_effective_sample_size",
+        fn,
+        body,
+        len(cases) + 1,
+        raise_on_failure,
+        hint=hint,
+        forbidden=REFUSED,
+        allow=allow,
+    )

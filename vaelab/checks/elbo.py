@@ -3,17 +3,27 @@ encoder) and its catalogue of typical mistakes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ..models.config import build_vae
 from ..core.kl import kl_standard_normal
-from ..models.linear_gaussian import LinearGaussianModel
 from ..core.model import VAE
-from ._runner import F64, Z_SCORE, CheckResult, Failure, Runner, as_output, fmt, run_check
+from ..models.config import build_vae
+from ..models.linear_gaussian import LinearGaussianModel
+from ._runner import DEFAULT_HINT, F64, Z_SCORE, CheckResult, Failure, Runner, as_output, fmt, run_check
 
 __all__ = ["check_elbo"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = (
+    "vaelab.elbo",
+    "vaelab.kl_standard_normal",
+    "vaelab.reparameterize",
+    "torch.distributions.kl_divergence",
+    "torch.distributions.Normal.rsample",
+)
 
 
 _ELBO_COPIES = 2000  # one-sample estimates per example: the statistical check averages them
@@ -111,7 +121,13 @@ class _EncoderTap:
         return gmu, glv
 
 
-def check_elbo(fn: Callable[[VAE, torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False) -> CheckResult:
+def check_elbo(
+    fn: Callable[[VAE, torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
+) -> CheckResult:
     """Check fn(model, x) -> a one-sample reparameterized ELBO estimate, shape (batch,):
     log p(x | z) - KL(q(z|x) || p(z)) with z = mu + exp(logvar / 2) * eps ~ q(z|x) and the
     closed-form KL, where the likelihood is ``model.likelihood.log_prob(x, model.decode(z))``.
@@ -272,4 +288,4 @@ def check_elbo(fn: Callable[[VAE, torch.Tensor], torch.Tensor], *, raise_on_fail
                 tap.handle.remove()
                 model.zero_grad(set_to_none=True)
 
-    return run_check(name, fn, body, 8, raise_on_failure)
+    return run_check(name, fn, body, 8, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow)

@@ -3,13 +3,17 @@ catalogue of typical mistakes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ._runner import F64, CheckResult, Failure, Runner, compare, fmt, grad_check, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Failure, Runner, compare, fmt, grad_check, run_check, unchanged
 
 __all__ = ["check_free_bits_kl"]
+
+# The ready-made functions this task refuses (allow=... permits them): none in torch or vaelab.
+REFUSED: tuple[str, ...] = ()
 
 
 def _reference(kl: torch.Tensor, lam: float) -> torch.Tensor:
@@ -119,7 +123,11 @@ def _as_scalar(out: Any, case: str, kl: torch.Tensor) -> torch.Tensor:
 
 
 def check_free_bits_kl(
-    fn: Callable[[torch.Tensor, float], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor, float], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(kl_per_dim, free_bits) -> sum_j max(lambda, (1/B) sum_i KL_ij), a 0-dim tensor.
 
@@ -197,4 +205,6 @@ def check_free_bits_kl(
         out = _as_scalar(r.call(case, kl, 0.5), case, kl)
         compare(case, out, _reference(kl, 0.5), _variants(kl, 0.5), _generic, rtol=1e-9, atol=1e-9)
 
-    return run_check("check_free_bits_kl", fn, body, len(cases) + 2, raise_on_failure)
+    return run_check(
+        "check_free_bits_kl", fn, body, len(cases) + 2, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow
+    )

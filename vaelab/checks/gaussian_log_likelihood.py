@@ -4,14 +4,24 @@ catalogue of typical mistakes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
 from ..models.likelihoods import gaussian_log_prob
-from ._runner import F64, LOG_2PI, CheckResult, Runner, as_output, compare, grad_check, run_check
+from ._runner import DEFAULT_HINT, F64, LOG_2PI, CheckResult, Runner, as_output, compare, grad_check, run_check
 
 __all__ = ["check_gaussian_log_likelihood"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = (
+    "vaelab.gaussian_log_prob",
+    "torch.distributions.Normal.log_prob",
+    "torch.distributions.Independent.log_prob",
+    "torch.distributions.MultivariateNormal.log_prob",
+    "F.gaussian_nll_loss",
+)
 
 
 def _gauss_variants(x: torch.Tensor, m: torch.Tensor, lv: Any) -> list[tuple[Any, str]]:
@@ -86,7 +96,13 @@ def _float_logvar_hint(error: BaseException) -> str | None:
     return None
 
 
-def check_gaussian_log_likelihood(fn: Callable[..., torch.Tensor], *, raise_on_failure: bool = False) -> CheckResult:
+def check_gaussian_log_likelihood(
+    fn: Callable[..., torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
+) -> CheckResult:
     """Check fn(x, mean, logvar) -> sum_i log N(x_i | mean_i, exp(logvar)), shape (batch,).
 
     x, mean: (batch, D); logvar: a float or a tensor broadcastable to x (0-d, per pixel (1, D) or
@@ -160,4 +176,13 @@ def check_gaussian_log_likelihood(fn: Callable[..., torch.Tensor], *, raise_on_f
         )
         compare(case, out, gaussian_log_prob(x, m, lv), _gauss_variants(x, m, lv), _gauss_generic)
 
-    return run_check("check_gaussian_log_likelihood", fn, body, len(cases) + 2, raise_on_failure)
+    return run_check(
+        "check_gaussian_log_likelihood",
+        fn,
+        body,
+        len(cases) + 2,
+        raise_on_failure,
+        hint=hint,
+        forbidden=REFUSED,
+        allow=allow,
+    )

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ._runner import F64, CheckResult, Runner, as_output, compare, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, run_check, unchanged
 
 __all__ = ["check_gradient_snr"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = ("vaelab.estimators.iwae.gradient_snr",)
 
 
 def _reference(g: torch.Tensor) -> torch.Tensor:
@@ -60,7 +64,13 @@ def _generic(got: torch.Tensor, expected: torch.Tensor) -> str:
     return "compare with SNR_j = |mean over draws of g_j| / std over draws of g_j: g.mean(0).abs() / g.std(0)."
 
 
-def check_gradient_snr(fn: Callable[[torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False) -> CheckResult:
+def check_gradient_snr(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
+) -> CheckResult:
     """Check fn(grads) -> SNR_j = |mean_m g_mj| / std_m g_mj, shape (n_params,).
 
     grads: (M, n_params), M independent draws of a gradient estimate (rows), one column per scalar
@@ -109,4 +119,6 @@ def check_gradient_snr(fn: Callable[[torch.Tensor], torch.Tensor], *, raise_on_f
             rtol = 1e-5 if grads.dtype == torch.float32 else 1e-9
             compare(case, out, _reference(grads), _variants(grads), _generic, rtol=rtol, atol=0.0)
 
-    return run_check("check_gradient_snr", fn, body, len(cases), raise_on_failure)
+    return run_check(
+        "check_gradient_snr", fn, body, len(cases), raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow
+    )

@@ -4,13 +4,28 @@ typical mistakes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ._runner import F64, CheckResult, Runner, as_output, compare, grad_check, run_check, unchanged
+from ._runner import (
+    DEFAULT_HINT,
+    F64,
+    CheckResult,
+    Runner,
+    as_output,
+    compare,
+    dtype_runs,
+    grad_check,
+    run_check,
+    unchanged,
+)
 
 __all__ = ["check_iwae_bound"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = ("vaelab.iwae_bound",)
 
 
 def _iwae_reference(lw: torch.Tensor) -> torch.Tensor:
@@ -62,7 +77,13 @@ def _iwae_generic(got: torch.Tensor, expected: torch.Tensor) -> str:
     return "compare with L_k = log (1/k) sum_i exp(log_w_i) = torch.logsumexp(log_w, dim=0) - log k."
 
 
-def check_iwae_bound(fn: Callable[[torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False) -> CheckResult:
+def check_iwae_bound(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
+) -> CheckResult:
     """Check fn(log_weights) -> L_k = log (1/k) sum_{i=1}^k exp(log_w_i), shape (batch,).
 
     log_weights: (k, batch), one column per example. 12 cases: k = 1 (L_1 is the ELBO), equal
@@ -95,13 +116,13 @@ def check_iwae_bound(fn: Callable[[torch.Tensor], torch.Tensor], *, raise_on_fai
     ]
 
     def body(r: Runner) -> None:
-        for desc, lw in cases:
-            case = r.case(desc)
-            before = lw.clone()
-            out = as_output(r.call(case, lw), case, (lw.shape[1],), "k samples (dim 0)", "batch", lw.shape[0], 0)
-            unchanged(case, ("log_weights",), (before,), (lw,))
-            rtol = 1e-6 if lw.dtype == torch.float32 else 1e-9
-            compare(case, out, _iwae_reference(lw), _iwae_variants(lw), _iwae_generic, rtol=rtol, atol=1e-7)
+        for desc, lw0 in cases:
+            for case, (lw,), rtol32 in dtype_runs(r.case(desc), (lw0,), desc.startswith("very")):
+                before = lw.clone()
+                out = as_output(r.call(case, lw), case, (lw.shape[1],), "k samples (dim 0)", "batch", lw.shape[0], 0)
+                unchanged(case, ("log_weights",), (before,), (lw,))
+                rtol = rtol32 or (1e-6 if lw.dtype == torch.float32 else 1e-9)
+                compare(case, out, _iwae_reference(lw), _iwae_variants(lw), _iwae_generic, rtol=rtol, atol=1e-7)
         case = r.case("gradient: d L_k / d log_w_i = w_i / sum_j w_j, shape (4, 2)")
         lw = torch.tensor([[0.0, -5.0], [1.0, -4.0], [-2.0, -6.0], [0.5, -4.5]], dtype=F64, requires_grad=True)
         grad_check(
@@ -119,4 +140,6 @@ def check_iwae_bound(fn: Callable[[torch.Tensor], torch.Tensor], *, raise_on_fai
         out = as_output(r.call(case, lw), case, (1,), "k samples (dim 0)", "batch", 4, 0)
         compare(case, out, _iwae_reference(lw), _iwae_variants(lw), _iwae_generic, rtol=1e-9, atol=1e-9)
 
-    return run_check("check_iwae_bound", fn, body, len(cases) + 2, raise_on_failure)
+    return run_check(
+        "check_iwae_bound", fn, body, len(cases) + 2, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow
+    )

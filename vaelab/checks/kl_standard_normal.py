@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
 from ..core.kl import kl_standard_normal
-from ._runner import F64, CheckResult, Runner, as_output, compare, grad_check, run_check, unchanged
+from ._runner import (
+    DEFAULT_HINT,
+    F64,
+    CheckResult,
+    Runner,
+    as_output,
+    compare,
+    dtype_runs,
+    grad_check,
+    run_check,
+    unchanged,
+)
 
 __all__ = ["check_kl_standard_normal"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = (
+    "vaelab.kl_standard_normal",
+    "vaelab.kl_per_dimension",
+    "torch.distributions.kl_divergence",
+)
 
 
 def _kl_variants(mu: torch.Tensor, lv: torch.Tensor, desc: str) -> list[tuple[Any, str]]:
@@ -77,7 +96,11 @@ def _kl_generic(mu: torch.Tensor, lv: torch.Tensor, desc: str) -> Callable[[torc
 
 
 def check_kl_standard_normal(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(mu, logvar) -> KL(N(mu, diag(exp(logvar))) || N(0, I)), shape (batch,).
 
@@ -115,17 +138,18 @@ def check_kl_standard_normal(
     lv32 = 2 * torch.rand(5, 4, generator=g) - 1
     cases.append(("float32 mu ~ N(0, 1), logvar ~ U(-1, 1), shape (5, 4)", mu32, lv32))
 
+    def _kl_case(r: Runner, case: str, mu: torch.Tensor, lv: torch.Tensor, desc: str, rtol32: float | None) -> None:
+        before = (mu.clone(), lv.clone())
+        out = as_output(r.call(case, mu, lv), case, (mu.shape[0],), "latent dimensions (dim -1)", "batch", mu.shape[1])
+        unchanged(case, ("mu", "logvar"), before, (mu, lv))
+        expected = kl_standard_normal(mu.double(), lv.double())
+        rtol = rtol32 or (1e-5 if mu.dtype == torch.float32 else 1e-7)
+        compare(case, out, expected, _kl_variants(mu, lv, desc), _kl_generic(mu, lv, desc), rtol=rtol, atol=rtol)
+
     def body(r: Runner) -> None:
-        for desc, mu, lv in cases:
-            case = r.case(desc)
-            before = (mu.clone(), lv.clone())
-            out = as_output(
-                r.call(case, mu, lv), case, (mu.shape[0],), "latent dimensions (dim -1)", "batch", mu.shape[1]
-            )
-            unchanged(case, ("mu", "logvar"), before, (mu, lv))
-            expected = kl_standard_normal(mu.double(), lv.double())
-            rtol = 1e-5 if mu.dtype == torch.float32 else 1e-7
-            compare(case, out, expected, _kl_variants(mu, lv, desc), _kl_generic(mu, lv, desc), rtol=rtol, atol=rtol)
+        for desc, mu0, lv0 in cases:
+            for case, (mu, lv), rtol32 in dtype_runs(r.case(desc), (mu0, lv0), desc.startswith("extreme")):
+                _kl_case(r, case, mu, lv, desc, rtol32)
         # Gradient: d KL / d mu = mu, d KL / d logvar = (exp(logvar) - 1) / 2.
         case = r.case("gradient of sum(KL) with respect to mu and logvar, shape (3, 2)")
         mu = torch.tensor([[0.5, -1.0], [2.0, 0.0], [0.0, 0.3]], dtype=F64, requires_grad=True)
@@ -152,4 +176,13 @@ def check_kl_standard_normal(
             _kl_generic(mu, lv, "mu=0.7, logvar=-0.4"),
         )
 
-    return run_check("check_kl_standard_normal", fn, body, len(cases) + 2, raise_on_failure)
+    return run_check(
+        "check_kl_standard_normal",
+        fn,
+        body,
+        len(cases) + 2,
+        raise_on_failure,
+        hint=hint,
+        forbidden=REFUSED,
+        allow=allow,
+    )

@@ -3,13 +3,17 @@ and its catalogue of typical mistakes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ._runner import F64, CheckResult, Runner, as_output, compare, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, run_check, unchanged
 
 __all__ = ["check_planar_log_det"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = ("vaelab.models.flows.planar_transform",)
 
 
 def _reference(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: float) -> torch.Tensor:
@@ -68,7 +72,11 @@ def _generic(got: torch.Tensor, expected: torch.Tensor) -> str:
 
 
 def check_planar_log_det(
-    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(z, u_hat, w, b) -> log |det df/dz| for f(z) = z + u_hat tanh(w^T z + b), shape (batch,).
 
@@ -148,4 +156,6 @@ def check_planar_log_det(
             rtol = 1e-5 if z.dtype == torch.float32 else 1e-9
             compare(case, out, _reference(z, u_hat, w, b), _variants(z, u_hat, w, b), _generic, rtol=rtol, atol=1e-9)
 
-    return run_check("check_planar_log_det", fn, body, len(cases) + 1, raise_on_failure)
+    return run_check(
+        "check_planar_log_det", fn, body, len(cases) + 1, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow
+    )

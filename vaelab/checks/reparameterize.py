@@ -4,13 +4,34 @@ typical mistakes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Callable
 
 import torch
 
-from ._runner import F64, Z_SCORE, CheckResult, Failure, Runner, close, fmt, grad_check, run_check, unchanged
+from ._runner import (
+    DEFAULT_HINT,
+    F64,
+    Z_SCORE,
+    CheckResult,
+    Failure,
+    Runner,
+    close,
+    fmt,
+    grad_check,
+    run_check,
+    unchanged,
+)
 
 __all__ = ["check_reparameterize"]
+
+# The ready-made functions this task asks the student to write instead of calling (allow=... permits them).
+REFUSED: tuple[str, ...] = (
+    "vaelab.reparameterize",
+    "torch.distributions.Normal.rsample",
+    "torch.distributions.Independent.rsample",
+    "torch.distributions.MultivariateNormal.rsample",
+)
 
 
 def _moment_bound(n: int) -> tuple[float, float]:
@@ -19,7 +40,11 @@ def _moment_bound(n: int) -> tuple[float, float]:
 
 
 def check_reparameterize(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(mu, logvar) -> z ~ N(mu, diag(exp(logvar))), same shape as mu.
 
@@ -208,4 +233,4 @@ def check_reparameterize(
                 hint="create the noise with mu's dtype and device: eps = torch.randn_like(mu).",
             )
 
-    return run_check(name, fn, body, 7, raise_on_failure)
+    return run_check(name, fn, body, 7, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow)

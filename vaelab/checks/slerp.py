@@ -14,13 +14,17 @@ which tends to the straight line (1 - t) z_a + t z_b as omega -> 0 (parallel cod
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from ._runner import F64, CheckResult, Failure, Runner, compare, fmt, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Failure, Runner, compare, fmt, run_check, unchanged
 
 __all__ = ["check_slerp"]
+
+# The ready-made functions this task refuses (allow=... permits them): none in torch or vaelab.
+REFUSED: tuple[str, ...] = ()
 
 _PARALLEL = 1e-6  # below this sin(omega) the reference returns the straight line, slerp's limit
 
@@ -177,7 +181,11 @@ def _as_path(out: Any, case: str, steps: int, d: int) -> torch.Tensor:
 
 
 def check_slerp(
-    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *, raise_on_failure: bool = False
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    hint: str = DEFAULT_HINT,
+    allow: Iterable[str] | bool = (),
+    raise_on_failure: bool = False,
 ) -> CheckResult:
     """Check fn(z_a, z_b, t) -> the points slerp(z_a, z_b; t) of the arc from z_a to z_b, (steps, d).
 
@@ -255,4 +263,6 @@ def check_slerp(
         case = r.case("parallel codes of different norms, z_b = 3 z_a in 6-D (omega = 0): the straight line")
         run_case(r, case, parallel_a, 3 * parallel_a, torch.linspace(0, 1, 5, dtype=F64), True)
 
-    return run_check("check_slerp", fn, body, len(cases) + 2, raise_on_failure)
+    return run_check(
+        "check_slerp", fn, body, len(cases) + 2, raise_on_failure, hint=hint, forbidden=REFUSED, allow=allow
+    )
