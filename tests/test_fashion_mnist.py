@@ -16,7 +16,7 @@ import torch
 
 import vaelab.data as data
 from vaelab.data import DATA_ENV, FASHION_MNIST_SHA256, load_fashion_mnist, load_mnist, verify_fashion_mnist_files
-from vaelab.models.pixel_likelihoods import DiscretizedLogisticLikelihood
+from vaelab.models.discretized_logistic import DiscretizedLogisticLikelihood
 from vaelab.utils.messages import cli_message
 
 

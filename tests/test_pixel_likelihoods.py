@@ -12,17 +12,19 @@ import torch
 from torch.distributions import ContinuousBernoulli, TransformedDistribution, Uniform
 from torch.distributions.transforms import AffineTransform, SigmoidTransform
 
-from vaelab.models.dequantization import Dequantized, bits_per_dim, dequantize, dequantized_log_likelihood
-from vaelab.models.likelihoods import GaussianLikelihood
-from vaelab.models.pixel_likelihoods import (
+from vaelab.models.continuous_bernoulli import (
     ContinuousBernoulliLikelihood,
-    DiscretizedLogisticLikelihood,
-    DiscretizedLogisticMixtureLikelihood,
     continuous_bernoulli_cdf,
     continuous_bernoulli_log_normalizer,
     continuous_bernoulli_mean,
+)
+from vaelab.models.dequantization import Dequantized, bits_per_dim, dequantize, dequantized_log_likelihood
+from vaelab.models.discretized_logistic import (
+    DiscretizedLogisticLikelihood,
+    DiscretizedLogisticMixtureLikelihood,
     discretized_logistic_log_prob,
 )
+from vaelab.models.likelihoods import GaussianLikelihood
 
 mp.mp.dps = 50
 LEVELS = torch.arange(256, dtype=torch.float64) / 255

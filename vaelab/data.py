@@ -245,7 +245,7 @@ def load_fashion_mnist(
     as an ``ImageData`` on ``device``, read from ``root/FashionMNIST/raw`` like ``load_mnist``.
 
     Pixels are the 8-bit levels k/255 in [0, 1]; keep binarization="none" (the default) for the
-    likelihoods of grey pixels (``vaelab.models.pixel_likelihoods``). The other arguments are
+    likelihoods of grey pixels (``vaelab.models.pixel_levels`` lists them). The other arguments are
     ``load_mnist``'s. Fashion-MNIST is by Han Xiao, Kashif Rasul and Roland Vollgraf (Zalando
     Research, 2017), under the MIT license.
     """

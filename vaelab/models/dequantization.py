@@ -23,7 +23,7 @@ from torch.special import ndtr
 from ..core.generative import Likelihood
 from ..core.validation import check_positive_int
 from .likelihoods import GaussianLikelihood
-from .pixel_likelihoods import LEVELS, check_8bit_levels
+from .pixel_levels import LEVELS, check_8bit_levels
 
 __all__ = ["Dequantized", "dequantize", "bits_per_dim", "dequantized_log_likelihood", "LOG_LEVELS"]
 
