@@ -366,3 +366,36 @@ def test_dequantized_log_prob_is_the_base_density_minus_log_256_per_pixel():
     want = torch.distributions.Normal(params, math.exp(-1.0)).log_prob(y).sum(-1) - 10 * math.log(256)
     torch.testing.assert_close(got, want)
     assert Dequantized(base).mean(params).shape == Dequantized(base).sample(params).shape == (2, 3, 10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dequantized_gradients_are_finite_at_pixels_0_and_255(dtype):
+    x = torch.tensor([[0.0, 1.0, 0.0, 1.0]], dtype=dtype)
+    for base, params in (
+        (ContinuousBernoulliLikelihood(), [[-200.0, -200.0, 1e-7, 300.0]]),  # rho near 0, 1/2 and 1
+        (GaussianLikelihood(logvar=-9.0, learn_variance=True), [[40.0, -40.0, 0.0, 1.0]]),
+    ):
+        likelihood = Dequantized(base).to(dtype)
+        p = torch.tensor(params, dtype=dtype, requires_grad=True)
+        log_p = likelihood.log_prob(x, p, torch.Generator().manual_seed(0))
+        grads = torch.autograd.grad(log_p.sum(), [p, *likelihood.parameters()])
+        assert torch.isfinite(log_p).all() and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_continuous_bernoulli_sampling_at_the_ends_of_the_uniform_range_matches_mpmath(dtype, monkeypatch):
+    """The ends of torch.rand's range [0, 1): F^-1(0) = 0 and F^-1(1 - eps) as mpmath solves it, for every rho."""
+    logits = torch.tensor([-300.0, -5.0, -1e-7, 0.0, 1e-7, 5.0, 300.0], dtype=dtype)
+    likelihood = ContinuousBernoulliLikelihood()
+    for u in (0.0, 1.0 - torch.finfo(dtype).eps):
+        monkeypatch.setattr(torch, "rand", lambda shape, u=u, **kw: torch.full(shape, u, dtype=kw["dtype"]))
+        draws = likelihood.sample(logits)
+        assert torch.isfinite(draws).all()
+        # the exact quantile in 50 digits: F(x) = expm1(l x)/expm1(l) solved for x
+        exact = [float(mp.log1p(u * mp.expm1(lg)) / lg) if lg else u for lg in logits.double().tolist()]
+        torch.testing.assert_close(draws.double(), torch.tensor(exact, dtype=torch.float64), rtol=0, atol=1e-5)
+
+
+def test_discretized_logistic_rejects_an_empty_log_scale_range():
+    with pytest.raises(ValueError, match="log_scale_min must be below log_scale_max.*-8 and 5"):
+        DiscretizedLogisticMixtureLikelihood(2, log_scale_min=1.0, log_scale_max=0.0)

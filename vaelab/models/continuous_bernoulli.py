@@ -116,7 +116,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
         neg = -torch.where(small, torch.ones_like(params), params.abs())
         mirrored = params > 0
         v = torch.where(mirrored, 1.0 - u, u)
-        t = torch.log1p(v * torch.expm1(neg)) / neg  # the inverse of F_{-|l|}
+        t = (torch.log1p(v * torch.expm1(neg)) / neg).clamp(0.0, 1.0)  # the inverse of F_{-|l|} (v = 1 gives inf)
         x = torch.where(mirrored, 1.0 - t, t)
         return torch.where(small, u, x).clamp(0.0, 1.0)
 

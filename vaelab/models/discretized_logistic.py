@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -60,10 +62,21 @@ def _sample_logistic_levels(
     """y = mean + s log(u/(1 - u)), rounded to the nearest level k/(levels - 1), k clamped to [0, levels - 1]:
     exactly the bins of ``discretized_logistic_log_prob``."""
     tiny = torch.finfo(mean.dtype).tiny
-    u = torch.rand(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator).clamp(tiny, 1.0 - 1e-7)
+    u = torch.rand(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator).clamp(min=tiny)  # < 1
     y = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
     k = torch.round(y * (levels - 1)).clamp(0, levels - 1)
     return k / (levels - 1)
+
+
+def _log_scale_bounds(log_scale_min: float, log_scale_max: float) -> tuple[float, float]:
+    """The clamp range of the log-scales, checked: finite and log_scale_min < log_scale_max."""
+    lo, hi = float(log_scale_min), float(log_scale_max)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(
+            f"log_scale_min must be below log_scale_max and both finite, got {log_scale_min} and {log_scale_max}; "
+            "keep the defaults -8 and 5."
+        )
+    return lo, hi
 
 
 class DiscretizedLogisticLikelihood(Likelihood):
@@ -80,13 +93,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     def __init__(self, log_scale_min: float = -8.0, log_scale_max: float = 5.0) -> None:
         super().__init__()
-        if not log_scale_min < log_scale_max:
-            raise ValueError(
-                f"log_scale_min must be below log_scale_max, got {log_scale_min} and {log_scale_max}; "
-                "keep the defaults -8 and 5."
-            )
-        self.log_scale_min = float(log_scale_min)
-        self.log_scale_max = float(log_scale_max)
+        self.log_scale_min, self.log_scale_max = _log_scale_bounds(log_scale_min, log_scale_max)
 
     def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, clamped log-scales), each (..., batch, D), from params (..., batch, 2 D)."""
@@ -118,7 +125,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
         return f"log_scale_min={self.log_scale_min}, log_scale_max={self.log_scale_max}"
 
 
-class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
+class DiscretizedLogisticMixtureLikelihood(Likelihood):
     """p(x|z) = prod_i sum_m pi_{m,i} P(x_i | mu_{m,i}, s_{m,i}): a mixture of M discretized logistics per pixel
     (PixelCNN++'s likelihood for one grey channel), pi_{., i} = softmax of the logit weights over m.
 
@@ -128,7 +135,8 @@ class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
     """
 
     def __init__(self, num_components: int = 5, log_scale_min: float = -8.0, log_scale_max: float = 5.0) -> None:
-        super().__init__(log_scale_min, log_scale_max)
+        super().__init__()
+        self.log_scale_min, self.log_scale_max = _log_scale_bounds(log_scale_min, log_scale_max)
         self.num_components = check_positive_int("num_components", num_components)
         self.params_per_pixel = 3 * num_components
 
@@ -159,7 +167,7 @@ class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
         log_pi, mean, log_scale = self.split_mixture(params)
         tiny = torch.finfo(log_pi.dtype).tiny
         u = torch.rand(log_pi.shape, dtype=log_pi.dtype, device=log_pi.device, generator=generator)
-        pick = (log_pi - torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))).argmax(-2, keepdim=True)
+        pick = (log_pi - torch.log(-torch.log(u.clamp(min=tiny)))).argmax(-2, keepdim=True)
         chosen = [t.gather(-2, pick).squeeze(-2) for t in (mean, log_scale)]
         return _sample_logistic_levels(*chosen, LEVELS, generator)
 
@@ -167,4 +175,5 @@ class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
         check_8bit_levels(name, x, "discretized logistic mixture")
 
     def extra_repr(self) -> str:
-        return f"num_components={self.num_components}, {super().extra_repr()}"
+        bounds = f"log_scale_min={self.log_scale_min}, log_scale_max={self.log_scale_max}"
+        return f"num_components={self.num_components}, {bounds}"
