@@ -88,8 +88,8 @@ class ContinuousBernoulliLikelihood(Likelihood):
         CB(x | rho) = C(rho) rho^x (1 - rho)^(1 - x),  x in [0, 1],
         log p(x|z) = sum_i [x_i l_i - softplus(l_i) + log C(rho_i)].
 
-    The first two terms are the Bernoulli 'likelihood' applied to grey pixels; log C (from 2 at rho = 1/2 to
-    infinity at rho = 0 or 1, see ``continuous_bernoulli_log_normalizer``) makes it a density on [0, 1].
+    The first two terms are the Bernoulli 'likelihood' applied to grey pixels; the normalizer C (2 at rho = 1/2,
+    growing without bound as rho -> 0 or 1; ``continuous_bernoulli_log_normalizer``) makes it a density on [0, 1].
     It is a density, not a probability of 8-bit levels: wrap it in ``vaelab.models.dequantization.Dequantized``
     to compare it in bits per dimension. x: (batch, D) in [0, 1]; params: (..., batch, D) logits.
     """

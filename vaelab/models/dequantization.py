@@ -30,7 +30,9 @@ __all__ = ["Dequantized", "dequantize", "bits_per_dim", "dequantized_log_likelih
 LOG_LEVELS = math.log(LEVELS)  # log 256, nats per dimension between a density on [0, 1] and 8-bit levels
 
 
-def dequantize(x: torch.Tensor, generator: torch.Generator | None = None, shape: torch.Size | None = None):
+def dequantize(
+    x: torch.Tensor, generator: torch.Generator | None = None, shape: torch.Size | tuple[int, ...] | None = None
+) -> torch.Tensor:
     """y = (k + u)/256 with k = round(255 x) and u ~ U[0, 1) per entry: a level k/255 spread over its bin
     [k/256, (k + 1)/256). x: levels k/255 of any shape; ``shape`` (default x.shape) broadcasts x to draw
     several u per image (e.g. (K, batch, D) for K importance samples). Returns ``shape``, in [0, 1)."""
