@@ -1,15 +1,19 @@
-"""The homework template is an Otter-Grader assignment (issue 17): Otter's own `otter assign` makes the
-student notebook and the Gradescope autograder (which carries vaelab as a wheel), and `otter run`
-grades without Docker, offline: the instructor solution gets full marks, an untouched student
-notebook zero (no crash), and a submission with one typical mistake partial marks with the
-check's hint in the feedback (the KL without its 1/2: tasks 2 and 5, which uses the
-student's KL, fail; 4 of 6).
+"""The homework is an Otter-Grader assignment (issues 17 and 28), and the README's teacher flow works
+end to end: ``scripts/assign_homework.py`` executes a copy of the instructor notebook
+(``teachers/homework_template.ipynb``, here with a new task added and never executed by hand), runs
+``otter assign`` (student notebook, Gradescope autograder carrying vaelab as a wheel) and creates the
+results folder; ``otter run`` grades offline: the instructor solution gets full marks, an untouched
+student notebook zero (no crash), and a submission with typical mistakes partial marks, with feedback
+that starts with the check's message and, at the default hint level, shows no answer code.
 
-The template itself is executed by nbval (`pytest book --nbval-lax`): every check passes there."""
+The book publishes only the student edition of the homework (``book/homework_template.ipynb``), which
+must be the current one."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import re
 import subprocess
@@ -22,7 +26,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "book" / "homework_template.ipynb"
+TEMPLATE = ROOT / "teachers" / "homework_template.ipynb"  # the instructor notebook
+BOOK_PAGE = ROOT / "book" / "homework_template.ipynb"  # its student edition, published in the book
 # question name -> (check, the student's function); in the template's order
 QUESTIONS = {
     "task1_reparameterize": ("check_reparameterize", "my_reparameterize"),
@@ -32,6 +37,22 @@ QUESTIONS = {
     "task5_elbo": ("check_elbo", "my_elbo"),
     "task6_iwae": ("check_iwae_bound", "my_iwae_bound"),
 }
+# A task the teacher adds (2 points), whose test cell has never been executed.
+NEW_TASK = ("task7_ess", "check_effective_sample_size", "my_ess")
+NEW_TASK_SOLUTION = '''def my_ess(log_weights: torch.Tensor) -> torch.Tensor:
+    """(sum_i w_i)^2 / sum_i w_i^2 per example; log_weights: (k, batch)."""
+    # BEGIN SOLUTION NO PROMPT
+    log_sum = torch.logsumexp(log_weights, dim=0)
+    return torch.exp(2 * log_sum - torch.logsumexp(2 * log_weights, dim=0))
+    # END SOLUTION
+    raise NotImplementedError("your code here")'''
+NEW_TASK_MISTAKE = '''def my_ess(log_weights: torch.Tensor) -> torch.Tensor:
+    """The weights exponentiated directly (the mistake: they underflow)."""
+    w = log_weights.exp()
+    return w.sum(0) ** 2 / (w**2).sum(0)
+'''
+# Pieces of the reference solutions that no feedback at the default hint level may show.
+ANSWER_CODE = ("logsumexp", "logsigmoid", "randn", "0.5 *", ".sum(", "dim=0", "torch.exp", "`")
 # The typical mistake: the KL without its factor 1/2.
 MISTAKE = '''def my_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL without the factor 1/2 (the mistake)."""
@@ -73,6 +94,7 @@ def test_template_is_an_otter_assignment_that_the_book_can_render():
     config = yaml.safe_load(raw[0].source)  # the first raw cell: # ASSIGNMENT CONFIG
     assert raw[0].source.startswith("# ASSIGNMENT CONFIG")
     assert config["requirements"] == "requirements.txt" and config["autograder_files"] == ["vaelab_wheel"]
+    assert config["plugins"] == ["vaelab.checks.otter_plugin.CheckMessageFirst"]
     questions = _blocks(nb)
     autograded = {name: cells for name, cells in questions.items() if name.startswith("task")}
     assert list(autograded) == list(QUESTIONS)
@@ -94,25 +116,79 @@ def test_template_is_an_otter_assignment_that_the_book_can_render():
     assert "vaelab.checks.summary(" in nb.cells[-1].source
 
 
+def test_book_publishes_the_current_student_edition_without_solutions():
+    script = _script()
+    assert BOOK_PAGE.read_text() == nbformat.writes(script.book_edition(TEMPLATE)) + "\n", (
+        "book/homework_template.ipynb is out of date: run python scripts/assign_homework.py --publish"
+    )
+    page = nbformat.read(BOOK_PAGE, as_version=4)
+    text = "\n".join(c.source for c in page.cells)
+    for secret in ("logsumexp", "logsigmoid", "randn_like", "0.5 * (mu.pow(2)", "{solution}", "BEGIN SOLUTION"):
+        assert secret not in text, secret
+    assert "teachers/homework_template.ipynb" in text  # where teachers find the solutions
+    assert not any(c.cell_type == "raw" for c in page.cells)
+    for _, fn in QUESTIONS.values():
+        stub = next(c.source for c in page.cells if f"def {fn}(" in c.source)
+        assert stub.rstrip().endswith('raise NotImplementedError("your code here")')
+
+
+def _with_new_task(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The template with NEW_TASK added before "Check your work", its test cell never executed."""
+    name, check, fn = NEW_TASK
+    raw = nbformat.v4.new_raw_cell
+    solution = nbformat.v4.new_code_cell(NEW_TASK_SOLUTION)
+    solution.metadata["tags"] = ["solution"]
+    cells = [
+        raw(f"# BEGIN QUESTION\nname: {name}\npoints: 2"),
+        nbformat.v4.new_markdown_cell("## Task 7: effective sample size\n\nWrite `my_ess(log_weights)`."),
+        raw("# BEGIN SOLUTION"),
+        solution,
+        raw("# END SOLUTION"),
+        raw("# BEGIN TESTS"),
+        nbformat.v4.new_code_cell(f"vaelab.checks.{check}({fn})"),
+        raw("# END TESTS"),
+        raw("# END QUESTION"),
+    ]
+    at = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Check your work"))
+    nb.cells[at:at] = cells
+    return nb
+
+
 @pytest.fixture(scope="module")
 def assignment(tmp_path_factory):
-    """`otter assign` on the template (via scripts/assign_homework.py, which adds vaelab's wheel)."""
+    """The README's flow: `python scripts/assign_homework.py MASTER OUT` on the template with a new task."""
     pytest.importorskip("otter", reason="Otter-Grader is in the test extra: pip install -e '.[test]'")
-    out = tmp_path_factory.mktemp("homework")
-    zip_path = _script().assign(TEMPLATE, out, run_tests=False)
-    return out, zip_path
+    base = tmp_path_factory.mktemp("homework")
+    master = base / TEMPLATE.name
+    nb = _with_new_task(nbformat.read(TEMPLATE, as_version=4))
+    nbformat.validator.normalize(nb)
+    nbformat.write(nb, master)
+    out = base / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert _script().main([str(master), str(out), "--no-run-tests"]) == 0
+    zip_path = next((out / "autograder").glob("*.zip"))
+    return out, zip_path, printed.getvalue()
+
+
+def test_assign_reports_the_points_graded_by_hand(assignment):
+    out, zip_path, printed = assignment
+    assert "autograded: 8 points in 7 questions" in printed
+    assert "graded by hand: 1 point (kl_derivation (1 point)), not in the autograder's total" in printed
+    assert (out / "results").is_dir()  # otter run -o needs it to exist
+    assert f"otter run -a {zip_path} -o {out / 'results'}" in printed
 
 
 @pytest.mark.slow
 def test_autograder_zip_carries_the_tests_and_vaelab_as_a_wheel(assignment):
     import vaelab
 
-    _, zip_path = assignment
+    _, zip_path, _ = assignment
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
         environment = yaml.safe_load(zf.read("environment.yml"))
     wheel = f"vaelab-{vaelab.__version__}-py3-none-any.whl"
-    assert {f"tests/{q}.py" for q in QUESTIONS} <= names
+    assert {f"tests/{q}.py" for q in [*QUESTIONS, NEW_TASK[0]]} <= names
     assert f"files/vaelab_wheel/{wheel}" in names
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     assert f"/autograder/source/files/vaelab_wheel/{wheel}" in pip
@@ -120,7 +196,7 @@ def test_autograder_zip_carries_the_tests_and_vaelab_as_a_wheel(assignment):
 
 @pytest.mark.slow
 def test_student_notebook_has_stubs_and_checks_but_no_solutions(assignment):
-    out, _ = assignment
+    out, _, _ = assignment
     student = nbformat.read(out / "student" / TEMPLATE.name, as_version=4)
     text = "\n".join(c.source for c in student.cells)
     for secret in (
@@ -141,7 +217,7 @@ def test_student_notebook_has_stubs_and_checks_but_no_solutions(assignment):
 
 
 def _otter_run(zip_path: Path, submission: Path, out: Path) -> subprocess.Popen:
-    out.mkdir()
+    out.mkdir(exist_ok=True)
     otter = Path(sys.executable).with_name("otter")
     return subprocess.Popen(
         [str(otter), "run", "-a", str(zip_path), "-o", str(out), "--no-logo", str(submission)],
@@ -151,57 +227,60 @@ def _otter_run(zip_path: Path, submission: Path, out: Path) -> subprocess.Popen:
     )
 
 
-def _submission_with_the_mistake(out: Path, path: Path) -> None:
-    """The student notebook, every function filled in with the reference except my_kl (no 1/2)."""
+def _submission_with_mistakes(out: Path, path: Path) -> None:
+    """The student notebook, every function filled in with the reference except my_kl (no 1/2) and
+    my_ess (weights exponentiated directly)."""
     master = nbformat.read(out / "autograder" / TEMPLATE.name, as_version=4)
     student = nbformat.read(out / "student" / TEMPLATE.name, as_version=4)
-    for _, fn in QUESTIONS.values():
+    for _, fn in [*QUESTIONS.values(), NEW_TASK[1:]]:
         reference = next(c.source for c in master.cells if c.cell_type == "code" and f"def {fn}(" in c.source)
         cell = next(c for c in student.cells if c.cell_type == "code" and f"def {fn}(" in c.source)
-        cell.source = MISTAKE if fn == "my_kl" else reference
+        cell.source = {"my_kl": MISTAKE, "my_ess": NEW_TASK_MISTAKE}.get(fn, reference)
     nbformat.write(student, path)
 
 
 @pytest.mark.slow
-def test_otter_run_grades_solution_untouched_and_one_mistake(assignment, tmp_path, monkeypatch):
-    import torch
-
-    import vaelab.checks
-
+def test_otter_run_grades_solution_untouched_and_mistakes(assignment, tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "1")
     monkeypatch.setenv("VAELAB_QUICK", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    out, zip_path = assignment
+    out, zip_path, _ = assignment
+    tasks = [*QUESTIONS, NEW_TASK[0]]
     mistake = tmp_path / "mistake.ipynb"
-    _submission_with_the_mistake(out, mistake)
+    _submission_with_mistakes(out, mistake)
     submissions = {
         "solution": out / "autograder" / TEMPLATE.name,
         "untouched": out / "student" / TEMPLATE.name,
         "mistake": mistake,
     }
-    runs = {k: _otter_run(zip_path, path, tmp_path / k) for k, path in submissions.items()}
+    # The solution is graded into the results folder the script made, as the README says.
+    folders = {"solution": out / "results", "untouched": tmp_path / "untouched", "mistake": tmp_path / "mistake"}
+    runs = {k: _otter_run(zip_path, path, folders[k]) for k, path in submissions.items()}
     results = {}
     for key, proc in runs.items():
         log, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, log
-        tests = json.loads((tmp_path / key / "results.json").read_text())["tests"]
-        results[key] = {t["name"]: t for t in tests if t["name"] in QUESTIONS}
-        assert set(results[key]) == set(QUESTIONS), log
+        tests = json.loads((folders[key] / "results.json").read_text())["tests"]
+        results[key] = {t["name"]: t for t in tests if t["name"] in tasks}
+        assert set(results[key]) == set(tasks), log
 
     def score(key):
         return sum(t["score"] for t in results[key].values()), sum(t["max_score"] for t in results[key].values())
 
-    assert score("solution") == (6, 6)
-    assert score("untouched") == (0, 6)
+    assert score("solution") == (8, 8)  # the new task, never executed by hand, grades right
+    assert score("untouched") == (0, 8)
     assert all("not implemented yet" in t["output"] for t in results["untouched"].values())
-    # my_elbo calls the student's my_kl, so the mistake costs task 5 as well: 4 of 6
+    # my_elbo calls the student's my_kl, so the mistake costs task 5 as well
     assert {name: t["score"] for name, t in results["mistake"].items()} == {
-        name: 0 if name in ("task2_kl", "task5_elbo") else 1 for name in QUESTIONS
+        name: 0 if name in ("task2_kl", "task5_elbo", "task7_ess") else (2 if name == "task7_ess" else 1)
+        for name in tasks
     }
-    # The feedback is the check's own verdict, hint included (computed here, in-process, for comparison).
-    namespace = {"torch": torch}
-    exec(MISTAKE, namespace)
-    verdict = repr(vaelab.checks.check_kl_standard_normal(namespace["my_kl"]))
-    hint = next(line.strip() for line in verdict.splitlines() if line.strip().startswith("hint:"))
-    assert "1/2" in hint
-    assert hint in results["mistake"]["task2_kl"]["output"]
+    for name in ("task2_kl", "task7_ess"):
+        feedback = results["mistake"][name]["output"]
+        check = QUESTIONS[name][0] if name in QUESTIONS else NEW_TASK[1]
+        # the check's message comes first (vaelab's Otter plugin), not after Otter's doctest report
+        first = next(line for line in feedback.splitlines() if "❌" in line).split("❌", 1)[1].strip()
+        assert first.startswith(f"{check}: FAILED on case"), feedback
+        assert "Failed example" not in feedback and "hint: " in feedback
+        assert not [code for code in ANSWER_CODE if code in feedback], feedback
+    assert "factor 1/2 is missing" in results["mistake"]["task2_kl"]["output"]
