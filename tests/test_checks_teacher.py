@@ -211,6 +211,11 @@ def test_a_function_imported_by_name_is_refused_too():
         ),
         (
             "check_bernoulli_log_likelihood",
+            lambda x, lg: -torch.binary_cross_entropy_with_logits(lg, x).sum(-1),  # a C builtin
+            "torch.binary_cross_entropy_with_logits",
+        ),
+        (
+            "check_bernoulli_log_likelihood",
             lambda x, lg: Bernoulli(logits=lg).log_prob(x).sum(-1),
             "torch.distributions.Bernoulli.log_prob",
         ),

@@ -25,6 +25,7 @@ __all__ = ["check_autoencoder_loss"]
 REFUSED: tuple[str, ...] = (
     "vaelab.models.autoencoder.reconstruction_loss",
     "F.binary_cross_entropy_with_logits",
+    "torch.binary_cross_entropy_with_logits",
     "F.binary_cross_entropy",
 )
 

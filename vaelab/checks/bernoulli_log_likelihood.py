@@ -17,6 +17,7 @@ __all__ = ["check_bernoulli_log_likelihood"]
 REFUSED: tuple[str, ...] = (
     "vaelab.bernoulli_log_prob",
     "F.binary_cross_entropy_with_logits",
+    "torch.binary_cross_entropy_with_logits",
     "F.binary_cross_entropy",
     "torch.distributions.Bernoulli.log_prob",
     "torch.distributions.Independent.log_prob",
