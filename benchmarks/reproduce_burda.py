@@ -252,7 +252,7 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
     first n_curve images give the stage's point: the same images and noise as a curve evaluation).
     Returns whether all are done (False: a snapshot is not there yet)."""
     from vaelab.train.checkpoint import load_checkpoint, restore_model
-    from vaelab.train.runs import TrainingSettings
+    from vaelab.train.training import learning_rate
 
     model, _, ends, settings = run_settings(vaelab, name, args, sizes, data["train"].images.mean(0).cpu())
     model.to(args.device)
@@ -300,7 +300,7 @@ def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: di
         if recorded:
             save()
             continue
-        lr = TrainingSettings(lr_schedule=settings["lr_schedule"] or ()).lr_at(end)  # fit's own rule
+        lr = learning_rate(end, 1e-3, settings["lr_schedule"] or ())  # fit's own rule (its default lr 1e-3)
         stage = {"stage": i, "lr": lr, **meta}
         stage.update({k: v for k, v in result.items() if not k.startswith("_")})
         if (name in ("vae_b128", "vae_b20") and i == min(COMPARED_STAGE, len(ends) - 1)) or (

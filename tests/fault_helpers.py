@@ -71,6 +71,7 @@ def child_job(checkpoint: Path | str, epochs: int, kill_at: tuple[str, int] | No
     """Train with event hooks; ``send(line)`` reports each event; at ``kill_at`` sleep (to be killed)."""
     from tqdm.auto import tqdm
 
+    import vaelab.core.objectives
     import vaelab.train.checkpoint
     import vaelab.train.training
 

@@ -182,7 +182,7 @@ def _checkpoint(path, poison=False):
         "config": model.config.to_dict(),
         "model": model.state_dict(),
         "epoch": 1,
-        "settings": {"binarization": "dynamic"},
+        "run": {"binarization": "dynamic"},
     }
     if poison:
         state["model"][
@@ -209,7 +209,7 @@ def test_evaluate_errors_name_the_problem(tmp_path, no_data, case):
         status, phrases = 1, ["NaN or Inf weights"]
     else:
         state = vaelab.load_checkpoint(_checkpoint(path))
-        state["settings"]["binarization"] = "threshold"
+        state["run"]["binarization"] = "threshold"
         del state["format"]
         vaelab.save_checkpoint(path, state)
         status, phrases = 1, ["binarization 'threshold'"]

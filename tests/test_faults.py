@@ -30,6 +30,7 @@ from fault_helpers import (
 )
 
 import vaelab
+import vaelab.core.objectives
 import vaelab.train.training
 from vaelab import NonFiniteLossError, fit, load_checkpoint, load_model, restore_model, save_checkpoint
 from vaelab.data import MNIST_SHA256

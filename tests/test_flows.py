@@ -138,7 +138,11 @@ def test_objectives_use_the_flow_posterior():
     log_p = Normal(0.0, 1.0).log_prob(z).sum(-1)
     torch.testing.assert_close(terms.elbo, (log_px_z + log_p - log_q).mean(0))
     torch.testing.assert_close(terms.kl, (log_q - log_p).mean(0))
-    assert terms.kl_per_dim.shape == (6, 1), "a flow does not factorize: one KL for the whole code"
+    assert terms.kl_per_dim is None, "a flow does not factorize: one KL for the whole code, none per dimension"
+    with pytest.raises(ValueError, match="free_bits needs the KL of each latent dimension"):
+        vaelab.training_loss(terms, free_bits=0.5)
+    g = torch.Generator().manual_seed(2)
+    torch.testing.assert_close(vaelab.elbo(model, x, n_samples=30, generator=g).elbo, terms.elbo)  # auto = mc
     g = torch.Generator().manual_seed(2)
     log_w = vaelab.log_importance_weights(model, x, k=30, generator=g)
     torch.testing.assert_close(log_w, log_px_z + log_p - log_q)
@@ -178,8 +182,8 @@ def test_gaussian_objectives_are_unchanged():
 def test_errors_name_the_fix():
     model = _flow_vae()
     x = torch.rand(2, 10).round().double()
-    with pytest.raises(ValueError, match="kl='analytic' needs a closed-form KL.*FlowPosterior.*kl='mc'"):
-        vaelab.elbo(model, x)
+    with pytest.raises(ValueError, match="kl='analytic' needs a closed-form KL.*FlowPosterior.*StandardNormalPrior.*kl='mc'"):
+        vaelab.elbo(model, x, kl="analytic")
     with pytest.raises(ValueError, match="n_flows must be an integer >= 1"):
         PlanarFlowEncoder(vaelab.MLPEncoder(10, 4, 2), n_flows=0)
     with pytest.raises(TypeError, match="encoder must be a vaelab GaussianEncoder"):

@@ -25,7 +25,7 @@ def independent_elbo(model, x, eps):
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_elbo_through_each_architecture_matches_torch_distributions(architecture, likelihood):
-    """Shapes through the model, and the ELBO's reconstruction and KL 
+    """Shapes through the model, and the ELBO's reconstruction and KL
     against torch.distributions on the same noise, drawn from the generator passed to elbo."""
     torch.manual_seed(0)
     model = build_vae(latent_dim=4, hidden_dim=32, architecture=architecture, likelihood=likelihood).double()

@@ -31,13 +31,15 @@ def test_image_grid_tiles_images():
 
 def test_training_curves_have_labels():
     h = History(
-        epoch=[1, 2],
-        examples_seen=[10, 20],
-        train_elbo=[-200, -150],
-        train_reconstruction=[-190, -140],
-        train_kl=[10, 10],
-        test_elbo=[-190, -160],
-        seconds=[1, 1],
+        {
+            "epoch": [1, 2],
+            "examples_seen": [10, 20],
+            "train_elbo": [-200, -150],
+            "train_reconstruction": [-190, -140],
+            "train_kl": [10, 10],
+            "test_elbo": [-190, -160],
+            "seconds": [1, 1],
+        }
     )
     fig = plots.plot_training_curves({"a": h, "b": h})
     ax = fig.axes[0]

@@ -1,9 +1,10 @@
-"""The model and its objective read in four short files (the README's promise, issue 13's goal).
+"""The model and its objectives read in five short files of ``vaelab/core`` (the README's promise).
 
-The reading path is what a student opens to see how a VAE is written: recognition (q(z|x) and the
-reparameterization trick), generative (p(z), the decoder, the Bernoulli likelihood), model (the VAE)
-and objectives (ELBO, L_k, the training loss). These tests keep it short and free of the
-performance shortcuts and conveniences that live around it.
+The reading path is what a student opens to see how a VAE is written, in the book's order:
+recognition (q(z|x) and the reparameterization trick), generative (p(z) = N(0, I), the decoder, the
+Bernoulli likelihood), kl (KL(q || p) looked up by the pair of types), model (the VAE) and objectives
+(ELBO, L_k, the training loss). These tests keep it short and free of the performance shortcuts and
+conveniences that live around it; priors beyond N(0, I) live in ``vaelab/models``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vaelab" / "core"
-READING_PATH = ("recognition", "generative", "model", "objectives")
-# About 200 lines of code (the issue's goal); 226 when this test was written. Raising the budget
-# should be a decision, not a drift.
-CODE_LINE_BUDGET = 240
+READING_PATH = ("recognition", "generative", "kl", "model", "objectives")
+# About 250 lines of code: 226 in four files before the KL lookup (kl.py) and the model's own prior in
+# every bound; 253 after. Raising the budget should be a decision, not a drift.
+CODE_LINE_BUDGET = 255
 # What the reading path may import from vaelab at run time: itself, the input checks of the public
 # entry points, the VAE's look-at-a-model methods (a base class kept in its own file), and softplus,
 # a function of one variable like those of torch.nn.functional (the only implementation vaelab has,
@@ -55,7 +56,7 @@ def test_code_line_counter_on_a_known_source():
     assert code_lines(source) == 4  # import, def, and the two lines of the return
 
 
-def test_the_reading_path_is_about_200_lines_of_code():
+def test_the_reading_path_is_about_250_lines_of_code():
     counts = {name: code_lines((PACKAGE / f"{name}.py").read_text()) for name in READING_PATH}
     total = sum(counts.values())
     assert total <= CODE_LINE_BUDGET, f"the reading path grew to {total} code lines: {counts}"

@@ -1,24 +1,23 @@
 """vaelab: the companion package of the book "Variational Autoencoders, executable".
 
-The model and its objective read in four files, in this order: ``recognition`` (q(z|x): the
-encoders, the reparameterization trick, log q and its closed-form KL to the prior), ``generative``
-(p(z), the decoders and the Bernoulli likelihood p(x|z), whose softplus is ``softplus``), ``model``
-(the VAE that holds them) and ``objectives`` (the ELBO, the importance-weighted bound L_k, the
-training loss). ``likelihoods`` adds chapter 6's Gaussian likelihood; ``prior``, ``reparameterize``
-and ``kl`` keep the book's names importable (``kl`` adds the Monte Carlo KL). Off the reading path:
-``config`` (``VAEConfig``, ``build_vae``: the standard combinations a checkpoint can rebuild),
-``architectures`` (the convolutional encoder and decoder) and ``conveniences`` (the VAE's methods
-for looking at a model: reconstruct, posterior_mean, interpolate). ``tests/test_reading_path.py``
-keeps the four files short.
+The package is laid out by what a reader looks for; every import points down this list:
 
-Around them: ``evaluation`` (log p(x) over a data set, with the fast, exact shortcut of
-``bernoulli_mlp`` for the MLP decoder with a Bernoulli likelihood), ``validation`` (the checks of
-the public entry points), ``linear_gaussian`` (the exact model), ``data`` (MNIST), ``training``
-(fit: the loop a student reads), ``runs`` (its conveniences: checkpoints, resume and the comparison of
-runs, RNG state, divergence guards, locking), ``messages``, ``estimators`` (the IWAE training loss and
-its gradient estimators, gradient signal-to-noise), ``conditional`` (the conditional VAE),
-``flows`` (planar flows on q(z|x)), ``checkpoint``, ``diagnostics``, ``plots``, ``gradients``,
-``autoencoder`` and ``checks`` (homework checks).
+* ``vaelab.core``: the model and its objectives, the reading path, in the book's order:
+  ``recognition`` (q(z|x), the reparameterization trick), ``generative`` (p(z) = N(0, I), the
+  decoders, the Bernoulli likelihood), ``kl`` (KL(q || p) looked up by the pair of types), ``model``
+  (the VAE that holds the parts) and ``objectives`` (the ELBO, the importance-weighted bound L_k, the
+  training loss). Beside them: ``softplus``, ``validation``, ``conveniences``.
+* ``vaelab.data``: MNIST and Fashion-MNIST as tensors in memory (``ImageData``).
+* ``vaelab.models``: parts and models built on the core: learnable ``priors``, ``likelihoods`` for
+  grey pixels, ``architectures``, ``config`` (``build_vae``), ``autoencoder``, ``linear_gaussian``,
+  ``conditional``, ``flows``.
+* ``vaelab.estimators``: log p(x) over a data set (``evaluation``, with the ``bernoulli_mlp``
+  shortcut), training on L_k and its gradient estimators (``iwae``), chapter 5's ``gradients``.
+* ``vaelab.train``: ``fit`` and its ``History`` (``training``), resuming (``runs``), ``checkpoint``.
+* ``vaelab.checks``: homework checks; ``diagnostics``, ``plots``, ``notebook`` and ``cli`` on top.
+* ``vaelab.utils``: messages, devices, progress bars (no vaelab imports).
+
+The names below are the public API (``vaelab.X``); ``tests/test_layout.py`` holds the layout.
 """
 
 from __future__ import annotations
@@ -30,74 +29,102 @@ from .core.generative import (
     bernoulli_log_prob,
     standard_normal_log_prob,
 )
-from .core.kl import diagonal_gaussian_log_prob, kl_monte_carlo, kl_per_dimension, kl_standard_normal
+from .core.kl import closed_form_kl, kl_per_dimension, kl_standard_normal, register_kl
 from .core.model import VAE
-from .core.objectives import ELBOTerms, elbo, iwae_bound, log_importance_weights, training_loss
-from .core.recognition import MLPEncoder, reparameterize
+from .core.objectives import KL_ESTIMATORS, ELBOTerms, elbo, iwae_bound, log_importance_weights, training_loss
+from .core.recognition import MLPEncoder, diagonal_gaussian_log_prob, reparameterize
 from .core.softplus import softplus
-from .data import DATA_ENV, ImageData, data_root, load_mnist, verify_mnist_files
+from .data import (
+    DATA_ENV,
+    ImageData,
+    data_root,
+    load_fashion_mnist,
+    load_mnist,
+    verify_fashion_mnist_files,
+    verify_mnist_files,
+)
 from .diagnostics import encode_dataset, latent_summary, rate_distortion
-from .estimators.evaluation import log_likelihood_estimate
+from .estimators import IWAEObjective
+from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
+from .estimators.gradients import kl_monte_carlo
 from .models.architectures import ConvDecoder, ConvEncoder
 from .models.config import VAEConfig, build_vae
+from .models.continuous_bernoulli import ContinuousBernoulliLikelihood
+from .models.dequantization import Dequantized, bits_per_dim, dequantize
+from .models.discretized_logistic import DiscretizedLogisticLikelihood, DiscretizedLogisticMixtureLikelihood
 from .models.likelihoods import GaussianLikelihood, gaussian_log_prob
 from .models.linear_gaussian import AffineEncoder, LinearGaussianModel
+from .models.priors import GaussianPrior
 from .notebook import benchmark_results, quick_mode, setup
 from .train.checkpoint import load_checkpoint, load_model, restore_model, save_checkpoint
-from .train.training import History, NonFiniteLossError, TrainingDivergedError, evaluate_elbo, fit
+from .train.training import ELBO, History, NonFiniteLossError, TrainingDivergedError, fit
 from .utils.devices import resolve_device
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AffineEncoder",
+    "benchmark_results",
+    "bernoulli_log_prob",
     "BernoulliLikelihood",
+    "bits_per_dim",
+    "build_vae",
+    "closed_form_kl",
+    "ContinuousBernoulliLikelihood",
     "ConvDecoder",
     "ConvEncoder",
     "DATA_ENV",
-    "ELBOTerms",
-    "GaussianLikelihood",
-    "History",
-    "ImageData",
-    "LinearGaussianModel",
-    "MLPDecoder",
-    "MLPEncoder",
-    "NonFiniteLossError",
-    "StandardNormalPrior",
-    "VAE",
-    "VAEConfig",
-    "bernoulli_log_prob",
-    "build_vae",
     "data_root",
+    "dequantize",
+    "Dequantized",
     "diagonal_gaussian_log_prob",
+    "DiscretizedLogisticLikelihood",
+    "DiscretizedLogisticMixtureLikelihood",
+    "ELBO",
     "elbo",
+    "ELBOTerms",
     "encode_dataset",
     "evaluate_elbo",
     "fit",
     "gaussian_log_prob",
+    "GaussianLikelihood",
+    "GaussianPrior",
+    "History",
+    "ImageData",
     "iwae_bound",
+    "IWAEObjective",
+    "KL_ESTIMATORS",
     "kl_monte_carlo",
     "kl_per_dimension",
     "kl_standard_normal",
     "latent_summary",
+    "LinearGaussianModel",
     "load_checkpoint",
+    "load_fashion_mnist",
     "load_mnist",
     "load_model",
     "log_importance_weights",
     "log_likelihood_estimate",
+    "MLPDecoder",
+    "MLPEncoder",
+    "NonFiniteLossError",
+    "quick_mode",
     "rate_distortion",
+    "register_kl",
     "reparameterize",
     "resolve_device",
     "restore_model",
     "save_checkpoint",
-    "standard_normal_log_prob",
-    "training_loss",
-    "verify_mnist_files",
-    "quick_mode",
-    "benchmark_results",
     "setup",
     "softplus",
+    "standard_normal_log_prob",
+    "StandardNormalPrior",
+    "training_loss",
     "TrainingDivergedError",
+    "VAE",
+    "VAEConfig",
+    "verify_fashion_mnist_files",
+    "verify_mnist_files",
 ]
 
 

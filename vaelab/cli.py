@@ -42,34 +42,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _int_at_least(low: int, high: int | None = None):
-    def parse(text: str) -> int:
+def _checked(kind: type, **bounds: Any):
+    """An argparse type: the text as ``kind`` (int or float), checked by vaelab's own argument check
+    (``check_integer`` or ``check_number``, the ones fit and VAEConfig use), its message in flag terms."""
+
+    def parse(text: str) -> Any:
+        from .core.validation import check_integer, check_number  # lazy: keeps `--help` free of torch
+
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"from {low} to {high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text}")
-        return value
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        try:
+            return (check_integer if kind is int else check_number)("value", value, **bounds)
+        except (TypeError, ValueError) as err:
+            expected = str(err).split(" must be ", 1)[1].split(", got ")[0]
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}") from None
 
     return parse
 
 
 def _finite(positive: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or (value <= 0 if positive else value < 0):
-            raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '>= 0'}, got {text}")
-        return value
-
-    return parse
+    return _checked(float, low=0.0, low_inclusive=not positive)
 
 
-_positive, _seed = _int_at_least(1), _int_at_least(0, 2**64 - 1)
+_positive, _seed = _checked(int, low=1), _checked(int, low=0, high=2**64 - 1)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["bernoulli", "gaussian"],
         default="bernoulli",
         help="p(x|z): Bernoulli logits or Gaussian means",
+    )
+    train.add_argument(
+        "--prior",
+        choices=["standard_normal", "gaussian"],
+        default="standard_normal",
+        help="p(z): N(0, I), or a learnable Gaussian N(m, diag(s^2))",
     )
     train.add_argument(
         "--binarization",
@@ -212,6 +217,7 @@ _FLAGS = {
     "model.hidden_dim": "--hidden-dim",
     "model.architecture": "--architecture",
     "model.likelihood": "--likelihood",
+    "model.prior": "--prior",
 }
 
 
@@ -233,17 +239,22 @@ def _mismatch_message(path: Path, differences: list[tuple[str, Any, Any]]) -> st
 
 
 def _cli_identity(args: argparse.Namespace, config: Any) -> dict[str, Any]:
-    """What the command line alone says about the run (compared before any data is loaded)."""
-    from .train.runs import TrainingSettings
+    """What the command line alone says about the run (compared before any data is loaded): fit's own
+    description of a run (``describe_run``) without the pixels' fingerprints, which need the data."""
+    from .train.runs import TrainingSettings, describe_run
+    from .train.training import ELBO
 
-    return {
-        "train_size": min(args.limit or MNIST_TRAIN_SIZE, MNIST_TRAIN_SIZE),
-        "binarization": args.binarization,
-        "test_size": MNIST_TEST_SIZE,
-        "model": config.to_dict(),
-        "dtype": "float32",
-        **TrainingSettings(lr=args.lr, batch_size=args.batch_size, beta=args.beta, seed=args.seed).to_dict(),
-    }
+    settings = TrainingSettings(
+        lr=args.lr, batch_size=args.batch_size, seed=args.seed, objective=ELBO(beta=args.beta).settings()
+    )
+    return describe_run(
+        config.to_dict(),
+        "float32",
+        settings,
+        train_size=min(args.limit or MNIST_TRAIN_SIZE, MNIST_TRAIN_SIZE),
+        binarization=args.binarization,
+        test_size=MNIST_TEST_SIZE,
+    )
 
 
 def _device(name: str) -> Any:
@@ -271,6 +282,7 @@ def _train(args: argparse.Namespace) -> int:
         hidden_dim=args.hidden_dim,
         architecture=args.architecture,
         likelihood=args.likelihood,
+        prior=args.prior,
     )
     _check_out_folder(out, args.overwrite)
     checkpoint = out / "model.ckpt"
@@ -291,8 +303,7 @@ def _nothing_left_to_train(args: argparse.Namespace, config: Any, checkpoint: Pa
     if found is None:
         return False
     state, source = found
-    saved = state.get("run") or {**state.get("settings", {}), "model": state.get("config")}
-    differences = compare_runs(saved, _cli_identity(args, config))
+    differences = compare_runs(state["run"], _cli_identity(args, config))
     if differences:
         raise UsageError(_mismatch_message(source, differences))
     epoch = state["epoch"]
@@ -378,7 +389,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"checkpoint {path} does not exist; check the path, or train first with {PROG} train --out FOLDER."
         )
     model, state = load_model(path, device)
-    binarization = state.get("settings", {}).get("binarization", "none")
+    binarization = state.get("run", {}).get("binarization", "none")
     conventions = {
         "none": "grey pixels",
         "dynamic": f"test set binarized once with seed {args.seed} (model trained on dynamic binarization)",
@@ -392,9 +403,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import log_likelihood_estimate
     from .data import load_mnist
-    from .train.training import evaluate_elbo
+    from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
 
     test = load_mnist("test", args.data_root, "none", device, limit=args.limit)
     if binarization in ("dynamic", "static"):

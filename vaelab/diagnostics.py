@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import torch
 
+from .core.kl import closed_form_kl
 from .core.model import VAE
 from .core.objectives import elbo
-from .core.recognition import kl_per_dimension
+from .core.recognition import DiagonalGaussian
 from .data import ImageData, check_dataset
 from .estimators.evaluation import evaluating
 
@@ -47,10 +48,20 @@ def encode_dataset(model: VAE, data: ImageData, batch_size: int = 1000) -> tuple
 
 @torch.no_grad()
 def latent_summary(model: VAE, data: ImageData, threshold: float = 0.01) -> LatentSummary:
-    """Per-dimension KL and activity over ``data``; ``threshold`` as in Burda et al. (0.01)."""
+    """Per-dimension KL(q(z_j|x) || p(z_j)) to the model's prior, averaged over ``data``, and the
+    activity Cov_x(E_q[z_j|x]) of each dimension; ``threshold`` as in Burda et al. (0.01). Needs a
+    closed-form KL per dimension for the model's q(z|x) and prior (``vaelab.core.kl``)."""
     mu, logvar = encode_dataset(model, data)
+    q = DiagonalGaussian(mu, logvar)
+    closed_form = closed_form_kl(q, model.prior)
+    if closed_form is None:
+        raise ValueError(
+            f"latent_summary needs the KL of each latent dimension in closed form, which is not registered "
+            f"for q = DiagonalGaussian and the prior {type(model.prior).__name__}; register one with "
+            "vaelab.core.kl.register_kl, or summarize the activity alone (encode_dataset)."
+        )
     activity = mu.var(dim=0, unbiased=True)
-    return LatentSummary(kl_per_dimension(mu, logvar).mean(0), activity, activity > threshold)
+    return LatentSummary(closed_form(q, model.prior).mean(0), activity, activity > threshold)
 
 
 @torch.no_grad()

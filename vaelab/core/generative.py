@@ -42,6 +42,10 @@ class StandardNormalPrior(nn.Module):
         """log p(z) for z: (..., latent_dim). Returns (...)."""
         return standard_normal_log_prob(z)
 
+    def log_prob_per_dim(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z_j | 0, 1) of each dimension (p factorizes), (..., latent_dim)."""
+        return gaussian_log_density(z, 0.0, 0.0)
+
     def sample(
         self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:

@@ -6,76 +6,85 @@ ELBO (chapter 3):  L(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x).
 IWAE (chapter 8):  L_k(x) = E[log (1/k) sum_i w_i],  w_i = p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x);
                    L_1 = ELBO <= L_k <= L_{k+1} -> log p(x) as k -> infinity (Burda et al. 2015).
 
-``model`` is a ``vaelab.VAE``: ``model.posterior(x)`` is q(z|x), a swappable piece: anything with
-``rsample_with_log_prob(n, generator) -> (z, log q(z|x))`` (the diagonal Gaussian, or a flow from
-``vaelab.models.flows``), plus ``rsample`` and ``kl_per_dimension`` where the closed-form KL exists;
-``model.decode(z)`` the parameters of p(x|z), ``model.likelihood.log_prob(x, params)`` log p(x|z) and
-``model.prior.log_prob(z)`` log p(z). The data are checked once, here (``validate=False`` skips it).
+Every bound uses the model's own parts: ``model.posterior(x)`` is q(z|x) (anything with
+``rsample_with_log_prob(n, generator) -> (z, log q(z|x))``: the diagonal Gaussian, or a flow),
+``model.prior`` is p(z) (anything with ``log_prob`` and ``sample``), ``model.decode(z)`` gives the
+parameters of p(x|z) and ``model.likelihood.log_prob(x, params)`` is log p(x|z). The data are checked
+once, here (``validate=False`` skips it).
+
+``fit`` trains any *objective*: a callable ``objective(model, x, kl_weight) -> (loss, terms)``, where
+loss is the scalar to minimize and ``terms`` a NamedTuple whose (batch,) tensors the history records
+(as train_<name>), with ``settings()``, plain data that names it and its settings (stored with a run,
+compared on resume), and ``kl_weighted``: whether kl_weight (the KL warm-up) weighs a KL term.
+``vaelab.train.training.ELBO`` (``training_loss`` of ``elbo``) is the default;
+``vaelab.estimators.IWAEObjective`` trains on L_k.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
+from .kl import closed_form_kl
 from .model import VAE
-from .recognition import DiagonalGaussian, gaussian_log_density
-from .validation import check_model_input, check_nonnegative, check_positive_int
+from .validation import check_choice, check_model_input, check_nonnegative, check_positive_int
 
-KL_ESTIMATORS = ("analytic", "mc")
+KL_ESTIMATORS = ("auto", "analytic", "mc")  # auto: the closed form where one is registered, else "mc"
 
 
 class ELBOTerms(NamedTuple):
-    """Per-example parts of the ELBO, in nats: reconstruction = E_q[log p(x|z)] (Monte Carlo over the
-    samples drawn), kl = KL(q(z|x) || p(z)), elbo = reconstruction - kl, each (batch,); kl_per_dim
-    (batch, latent_dim) is the KL of each latent dimension, with kl = kl_per_dim.sum(-1) (both closed-form,
-    or both Monte Carlo with the same samples); (batch, 1) for a q that does not factorize (a flow)."""
+    """Per-example parts of the ELBO, in nats, each (batch,): reconstruction = E_q[log p(x|z)] (Monte
+    Carlo over the samples drawn), kl = KL(q(z|x) || p(z)), elbo = reconstruction - kl. kl_per_dim,
+    (batch, latent_dim), is the KL of each latent dimension (kl = kl_per_dim.sum(-1)) where q and p
+    both factorize over dimensions, else None."""
 
     reconstruction: torch.Tensor
     kl: torch.Tensor
     elbo: torch.Tensor
-    kl_per_dim: torch.Tensor
+    kl_per_dim: torch.Tensor | None
 
 
 def elbo(
     model: VAE,
     x: torch.Tensor,
     n_samples: int = 1,
-    kl: str = "analytic",
+    kl: str = "auto",
     validate: bool = True,
     generator: torch.Generator | None = None,
 ) -> ELBOTerms:
     """The ELBO of each example of x: (batch, D), with its parts (see ``ELBOTerms``).
 
     n_samples: reparameterized samples z ~ q(z|x) for the reconstruction term (and for the KL when
-    kl="mc"). kl: "analytic" (closed form, only for a q that offers it: the diagonal Gaussian) or
-    "mc" (Monte Carlo with the same samples; per dimension when q is the diagonal Gaussian, else one
-    KL for the whole code, and ``kl_per_dim`` is (batch, 1)).
+    it is estimated). kl: "analytic" (the closed form registered for the pair (q, model.prior) in
+    ``vaelab.core.kl``; an error where there is none), "mc" (log q(z|x) - log p(z) averaged over the
+    same samples; per dimension where q and p factorize) or "auto" (the closed form where one exists).
     """
-    if kl not in KL_ESTIMATORS:
-        raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {kl!r}.")
+    check_choice("kl", kl, KL_ESTIMATORS)
     check_positive_int("n_samples", n_samples)
     if validate:
         check_model_input(model, x)
-    q = model.posterior(x)
-    if kl == "analytic":
-        if not hasattr(q, "kl_per_dimension"):
-            raise ValueError(
-                f"kl='analytic' needs a closed-form KL, which q(z|x) = {type(q).__name__} does not "
-                "have; use kl='mc' (Monte Carlo, with the same samples)."
-            )
+    q, prior = model.posterior(x), model.prior
+    closed_form = None if kl == "mc" else closed_form_kl(q, prior)
+    if closed_form is None and kl == "analytic":
+        raise ValueError(
+            f"kl='analytic' needs a closed-form KL(q || p), and none is registered for q = {type(q).__name__} and "
+            f"p = {type(prior).__name__} (vaelab.core.kl.register_kl); use kl='mc' (Monte Carlo) or kl='auto'."
+        )
+    if closed_form is not None:
+        kl_per_dim = closed_form(q, prior)
         z = q.rsample(n_samples, generator)  # (S, batch, latent_dim)
-        kl_per_dim = q.kl_per_dimension()
-    elif isinstance(q, DiagonalGaussian):  # log q(z_j|x) - log p(z_j) per dimension (q and p factorize)
+        kl_value = kl_per_dim.sum(-1)
+    elif hasattr(q, "log_prob_per_dim") and hasattr(prior, "log_prob_per_dim"):  # both factorize
         z = q.rsample(n_samples, generator)
-        kl_per_dim = (gaussian_log_density(z, q.mu, q.logvar) - gaussian_log_density(z, 0.0, 0.0)).mean(0)
-    else:  # any q: log q(z|x) - log p(z), one KL for the whole code, (batch, 1)
+        kl_per_dim = (q.log_prob_per_dim(z) - prior.log_prob_per_dim(z)).mean(0)
+        kl_value = kl_per_dim.sum(-1)
+    else:  # any q and p: one KL for the whole code
         z, log_q = q.rsample_with_log_prob(n_samples, generator)
-        kl_per_dim = (log_q - model.prior.log_prob(z)).mean(0).unsqueeze(-1)
+        kl_per_dim, kl_value = None, (log_q - prior.log_prob(z)).mean(0)
     reconstruction = model.likelihood.log_prob(x, model.decode(z)).mean(0)
-    kl_value = kl_per_dim.sum(-1)
     return ELBOTerms(reconstruction, kl_value, reconstruction - kl_value, kl_per_dim)
 
 
@@ -89,8 +98,12 @@ def training_loss(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0) -
     ELBO; beta != 1 is the beta-VAE objective (Higgins et al. 2017).
     """
     check_nonnegative("beta", beta)
-    check_nonnegative("free_bits", free_bits, unit=" nats")
-    if free_bits > 0:
+    if check_nonnegative("free_bits", free_bits, unit=" nats") > 0:
+        if terms.kl_per_dim is None:
+            raise ValueError(
+                "free_bits needs the KL of each latent dimension, which this q(z|x) and prior do not have "
+                "(they do not both factorize over dimensions); train with free_bits=0."
+            )
         kl = terms.kl_per_dim.mean(0).clamp(min=free_bits).sum()
         return -(terms.reconstruction.mean() - beta * kl)
     return -(terms.reconstruction - beta * terms.kl).mean()  # one mean: fewer autograd nodes per step
@@ -110,6 +123,16 @@ def log_importance_weights(
     return model.likelihood.log_prob(x, model.decode(z)) + model.prior.log_prob(z) - log_q
 
 
+def log_mean_exp_in_chunks(log_w: Callable[[int], torch.Tensor], k: int, chunk_size: int) -> torch.Tensor:
+    """log (1/k) sum_{i=1}^k w_i from ``log_w(n)``, which draws n more log-weights, (n, batch): drawn
+    ``chunk_size`` at a time, so memory stays bounded; logaddexp combines the chunks exactly."""
+    total = None
+    for start in range(0, k, chunk_size):
+        chunk = torch.logsumexp(log_w(min(chunk_size, k - start)), dim=0)
+        total = chunk if total is None else torch.logaddexp(total, chunk)
+    return total - math.log(k)
+
+
 def iwae_bound(
     model: VAE,
     x: torch.Tensor,
@@ -121,14 +144,10 @@ def iwae_bound(
     """L_k(x) = log (1/k) sum_{i=1}^k w_i, one draw of the importance-weighted bound, (batch,).
 
     The weights are drawn ``chunk_size`` at a time (default: as many as keep the decoder's output near
-    2^20 numbers), so memory stays bounded for k in the thousands; logaddexp combines the chunks exactly.
+    2^20 numbers), so memory stays bounded for k in the thousands.
     """
     check_positive_int("k", k)
     if validate:
         check_model_input(model, x)
     chunk_size = max(1, (1 << 20) // x.numel()) if chunk_size is None else check_positive_int("chunk_size", chunk_size)
-    total = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
-    for start in range(0, k, chunk_size):
-        log_w = log_importance_weights(model, x, min(chunk_size, k - start), validate=False, generator=generator)
-        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-    return total - math.log(k)
+    return log_mean_exp_in_chunks(lambda n: log_importance_weights(model, x, n, False, generator), k, chunk_size)

@@ -2,9 +2,9 @@
 
 An encoder maps flattened images x: (batch, input_dim) to (mu, logvar), each (batch, latent_dim),
 with logvar = log sigma^2; it knows nothing about the likelihood. ``DiagonalGaussian(mu, logvar)``
-is q(z|x) itself: ``rsample`` draws reparameterized samples, ``log_prob`` is log q(z|x), and
-``kl_per_dimension`` is its closed-form KL to the prior N(0, I). Every Gaussian log-density in
-vaelab (log q, log p(z), the Gaussian likelihood) is ``gaussian_log_density`` below.
+is q(z|x) itself: ``rsample`` draws reparameterized samples and ``log_prob`` is log q(z|x) (its KL to
+the prior is looked up in ``vaelab.core.kl``). Every Gaussian log-density in vaelab (log q, log p(z),
+the Gaussian likelihood) is ``gaussian_log_density`` below.
 """
 
 from __future__ import annotations
@@ -51,18 +51,12 @@ def reparameterize(
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) = 1/2 (mu_j^2 + exp(logvar_j) - logvar_j - 1) for each latent
-    dimension j (chapter 4). mu, logvar: (batch, latent_dim). Returns (batch, latent_dim), every entry >= 0."""
-    return 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)  # expm1(l) - l: no cancellation for small |l|
-
-
 class DiagonalGaussian(NamedTuple):
     """q(z|x) = N(mu, diag(exp(logvar))), mu and logvar: (batch, latent_dim).
 
-    Any other recognition distribution only needs ``rsample_with_log_prob`` for the objectives (and
-    ``kl_per_dimension`` for the closed-form KL): a normalizing flow (``vaelab.models.flows``) has no
-    ``log_prob`` of an arbitrary z, but knows log q of its own draws.
+    Any other recognition distribution only needs ``rsample_with_log_prob`` for the objectives (and a
+    closed form registered in ``vaelab.core.kl`` for the analytic KL): a normalizing flow
+    (``vaelab.models.flows``) has no ``log_prob`` of an arbitrary z, but knows log q of its own draws.
     """
 
     mu: torch.Tensor
@@ -76,16 +70,16 @@ class DiagonalGaussian(NamedTuple):
         """log q(z|x) for z: (..., batch, latent_dim). Returns (..., batch)."""
         return diagonal_gaussian_log_prob(z, self.mu, self.logvar)
 
+    def log_prob_per_dim(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z_j|x) of each dimension (q factorizes), (..., batch, latent_dim)."""
+        return gaussian_log_density(z, self.mu, self.logvar)
+
     def rsample_with_log_prob(
         self, n_samples: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """n_samples reparameterized draws z, (n_samples, batch, latent_dim), and log q(z|x), (n_samples, batch)."""
         z = self.rsample(n_samples, generator)
         return z, self.log_prob(z)
-
-    def kl_per_dimension(self) -> torch.Tensor:
-        """KL(q(z_j|x) || N(0, 1)) of each latent dimension, (batch, latent_dim)."""
-        return kl_per_dimension(self.mu, self.logvar)
 
 
 class GaussianEncoder(nn.Module):

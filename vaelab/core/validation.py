@@ -11,6 +11,7 @@ assumes its inputs are valid and checks nothing.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -20,6 +21,9 @@ __all__ = [
     "check_tensor",
     "check_same_device",
     "check_unit_interval",
+    "check_choice",
+    "check_integer",
+    "check_number",
     "check_positive_int",
     "check_nonnegative",
     "check_logvar_range",
@@ -114,26 +118,59 @@ def check_unit_interval(name: str, x: torch.Tensor) -> None:
         )
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a clear error naming them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+    return value
+
+
+def check_integer(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as int if it is an integer in [low, high] (either bound may be open), else raise
+    a clear error."""
+    expected = "an integer" + (f" from {low} to {high}" if low is not None and high is not None else "")
+    expected += f" >= {low}" if low is not None and high is None else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}).")
+    if (low is not None and value < low) or (high is not None and value > high):
+        fix = f"; use {name}={low} or more" if low is not None and high is None else ""
+        raise ValueError(f"{name} must be {expected}, got {value}{fix}.")
+    return int(value)
+
+
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as int if it is an integer >= 1, else raise a clear error."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= 1, got {value!r} ({type(value).__name__}).")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}; use {name}=1 or more.")
-    return value
+    return check_integer(name, value, low=1)
+
+
+def check_number(
+    name: str,
+    value: object,
+    low: float | None = 0.0,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    unit: str = "",
+) -> float:
+    """Return ``value`` as float if it is a finite real number in the range (by default >= 0), else raise
+    a clear error that names the range."""
+    parts = ([f"{'>=' if low_inclusive else '>'} {low:g}"] if low is not None else []) + (
+        [f"{'<=' if high_inclusive else '<'} {high:g}"] if high is not None else []
+    )
+    expected = "a finite number" + (" " + " and ".join(parts) if parts else "") + unit
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}).")
+    number = float(value)
+    below = low is not None and (number < low if low_inclusive else number <= low)
+    above = high is not None and (number > high if high_inclusive else number >= high)
+    if not math.isfinite(number) or below or above:
+        raise ValueError(f"{name} must be {expected}, got {number}.")
+    return number
 
 
 def check_nonnegative(name: str, value: object, unit: str = "") -> float:
     """Return ``value`` as float if it is a finite number >= 0, else raise a clear error."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = None
-    if isinstance(value, (bool, str)) or number is None:
-        raise TypeError(f"{name} must be a number >= 0{unit}, got {value!r} ({type(value).__name__}).")
-    if not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"{name} must be >= 0{unit} and finite, got {number}.")
-    return number
+    return check_number(name, value, low=0.0, unit=unit)
 
 
 def check_logvar_range(logvar: float, logvar_min: float, logvar_max: float) -> float:

@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.kl import diagonal_gaussian_log_prob
+from ..core.generative import standard_normal_log_prob
+from ..core.recognition import diagonal_gaussian_log_prob, reparameterize
 from ..core.validation import check_matching_shapes, check_positive_int, check_same_device, check_tensor
 
 __all__ = ["score_function_gradient", "reparameterized_gradient"]
@@ -127,3 +128,18 @@ def reparameterized_gradient(
     grad_mu = torch.zeros_like(mu_s) if grad_mu is None else grad_mu
     grad_logvar = torch.zeros_like(logvar_s) if grad_logvar is None else grad_logvar
     return _result(grad_mu.detach(), grad_logvar.detach(), per_sample)
+
+
+def kl_monte_carlo(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int = 1,
+    z: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(1/S) sum_s [log q(z_s|x) - log p(z_s)], z_s ~ q(z|x), for q = N(mu, diag(exp(logvar))) and
+    p = N(0, I); unbiased for ``kl_standard_normal``, and can be negative for one sample. Pass ``z`` of
+    shape (S, batch, latent_dim) to reuse samples drawn elsewhere. Returns (batch,)."""
+    if z is None:
+        z = reparameterize(mu, logvar, n_samples, generator)
+    return (diagonal_gaussian_log_prob(z, mu, logvar) - standard_normal_log_prob(z)).mean(0)

@@ -27,15 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from ..core.validation import check_model_input, check_positive_int
-
-if TYPE_CHECKING:
-    from ..core.model import VAE
+from ..core.model import VAE
+from ..core.validation import check_choice, check_model_input, check_positive_int
 
 __all__ = ["ESTIMATORS", "IWAETerms", "IWAEObjective", "iwae_loss", "GradientSNR", "gradient_snr"]
 
@@ -54,15 +52,6 @@ class IWAETerms(NamedTuple):
     reconstruction: torch.Tensor
     kl: torch.Tensor
     elbo: torch.Tensor
-
-
-def _check_estimator(estimator: object) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(
-            f"estimator must be one of {ESTIMATORS}, got {estimator!r}; use 'reparam' for the standard "
-            "IWAE gradient or 'dreg' for the doubly reparameterized one."
-        )
-    return str(estimator)
 
 
 def _detached(q: Any) -> Any:
@@ -102,7 +91,7 @@ def iwae_loss(
     ``q.rsample(k, generator)``, (k, batch, latent_dim).
     """
     check_positive_int("k", k)
-    _check_estimator(estimator)
+    check_choice("estimator", estimator, ESTIMATORS)
     if validate:
         check_model_input(model, x)
     q = model.posterior(x)
@@ -131,16 +120,22 @@ class IWAEObjective:
 
     k: int = 5
     estimator: str = "reparam"
+    kl_weighted = False  # L_k has no KL term for a warm-up to weigh
 
     def __post_init__(self) -> None:
         check_positive_int("k", self.k)
-        _check_estimator(self.estimator)
+        check_choice("estimator", self.estimator, ESTIMATORS)
 
-    def __call__(self, model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, IWAETerms]:
+    def __call__(self, model: VAE, x: torch.Tensor, kl_weight: float = 1.0) -> tuple[torch.Tensor, IWAETerms]:
+        """-mean_batch L_k(x) and the step's terms; ``kl_weight`` is part of fit's protocol and unused here."""
         return iwae_loss(model, x, self.k, self.estimator, validate=False)
 
+    def settings(self) -> dict[str, object]:
+        """What defines this objective, stored with a run and compared on resume."""
+        return {"objective": "iwae", "k": self.k, "estimator": self.estimator}
+
     def describe(self) -> str:
-        """A short, stable name (stored with a run and compared on resume), e.g. "iwae(k=5, estimator=dreg)"."""
+        """A short name for text and plots, e.g. "iwae(k=5, estimator=dreg)"."""
         return f"iwae(k={self.k}, estimator={self.estimator})"
 
 

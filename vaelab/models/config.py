@@ -4,7 +4,7 @@ likelihood, sizes) as plain data stored in checkpoints, ``build_vae`` builds the
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from torch import nn
@@ -12,11 +12,12 @@ from torch import nn
 from ..core.generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
 from ..core.model import VAE
 from ..core.recognition import GaussianEncoder, MLPEncoder
-from ..core.validation import check_positive_int
+from ..core.validation import check_choice, check_positive_int
 from .architectures import ConvDecoder, ConvEncoder
 from .likelihoods import GAUSSIAN_LOGVAR_MAX, GaussianLikelihood
+from .priors import PRIORS, GaussianPrior
 
-__all__ = ["VAEConfig", "build_vae", "ARCHITECTURES", "LIKELIHOODS", "GAUSSIAN_LOGVAR_MIN"]
+__all__ = ["VAEConfig", "build_vae", "ARCHITECTURES", "LIKELIHOODS", "PRIORS", "GAUSSIAN_LOGVAR_MIN"]
 
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -27,10 +28,12 @@ GAUSSIAN_LOGVAR_MIN = -9.0
 class VAEConfig:
     """The settings that define a standard vaelab VAE (stored in checkpoints).
 
-    architecture: "mlp" (input_dim-hidden_dim-latent_dim with ReLU; the 784-400-20 sizes of PyTorch's
-    examples VAE) or "conv" (two convolutions and a dense layer of hidden_dim units each way).
-    likelihood: "bernoulli" (decoder outputs logits) or "gaussian" (decoder outputs means, with
-    variance exp(gaussian_logvar), gaussian_logvar in [-9, 10], fixed unless learn_variance).
+    Images are side x side pixels (D = side^2 inputs). architecture: "mlp" (D-hidden_dim-latent_dim
+    with ReLU; the 784-400-20 sizes of PyTorch's examples VAE) or "conv" (two convolutions and a dense
+    layer of hidden_dim units each way). likelihood: "bernoulli" (decoder outputs logits) or "gaussian"
+    (decoder outputs means, with variance exp(gaussian_logvar), gaussian_logvar in [-9, 10], fixed
+    unless learn_variance). prior: "standard_normal" (N(0, I)) or "gaussian" (a learnable
+    N(m, diag(s^2)), ``vaelab.models.priors.GaussianPrior``).
     """
 
     latent_dim: int = 20
@@ -40,15 +43,15 @@ class VAEConfig:
     gaussian_logvar: float = 0.0
     learn_variance: bool = False
     side: int = 28
+    prior: str = "standard_normal"
 
     def __post_init__(self) -> None:
         check_positive_int("latent_dim", self.latent_dim)
         check_positive_int("hidden_dim", self.hidden_dim)
         check_positive_int("side", self.side)
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}.")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}.")
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        check_choice("prior", self.prior, PRIORS)
         logvar = self.gaussian_logvar
         if (
             isinstance(logvar, bool)
@@ -63,10 +66,22 @@ class VAEConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> VAEConfig:
+        """The config of these settings; an unknown name is an error that lists the known ones."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise TypeError(
+                f"unknown VAE setting {', '.join(map(repr, unknown))}; the settings are {', '.join(known)} "
+                "(images are side x side pixels, e.g. side=28 for MNIST)."
+            )
+        return cls(**settings)
+
 
 def build_vae(config: VAEConfig | None = None, **overrides: Any) -> VAE:
     """Build the VAE a config describes, e.g. ``build_vae(latent_dim=2)``."""
-    config = VAEConfig(**{**(config.to_dict() if config else {}), **overrides})
+    config = VAEConfig.from_settings({**(config.to_dict() if config else {}), **overrides})
     pixels = config.side * config.side
     if config.architecture == "mlp":
         encoder: GaussianEncoder = MLPEncoder(pixels, config.hidden_dim, config.latent_dim)
@@ -79,4 +94,9 @@ def build_vae(config: VAEConfig | None = None, **overrides: Any) -> VAE:
         likelihood = BernoulliLikelihood()
     else:
         likelihood = GaussianLikelihood(config.gaussian_logvar, config.learn_variance, GAUSSIAN_LOGVAR_MIN)
-    return VAE(encoder, decoder, likelihood, StandardNormalPrior(config.latent_dim), config=config)
+    prior = (
+        StandardNormalPrior(config.latent_dim)
+        if config.prior == "standard_normal"
+        else GaussianPrior(config.latent_dim)
+    )
+    return VAE(encoder, decoder, likelihood, prior, config=config)

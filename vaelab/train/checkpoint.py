@@ -19,7 +19,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +27,7 @@ import torch
 from ..core.model import VAE
 from ..models.config import VAEConfig, build_vae
 from ..utils.devices import resolve_device
-from ..utils.messages import notice, user_error
+from ..utils.messages import user_error
 
 __all__ = [
     "save_checkpoint",
@@ -187,14 +186,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{path} is not a readable vaelab checkpoint (truncated, corrupted, or not written by "
             f"vaelab: {_load_error_reason(err)}); {_no_earlier_copy_advice(path)}."
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    marker = state.get("format") if isinstance(state, dict) else None
+    if not (isinstance(marker, str) and marker.startswith(FORMAT.rsplit("-", 1)[0])):
         raise ValueError(f"{path} is not a vaelab checkpoint (no '{FORMAT}' marker).")
-    if _DIGEST in state:  # files written before the digest existed are read unchecked
-        if state.pop(_DIGEST) != _digest(state):
-            raise ValueError(
-                f"{path} is corrupted (its SHA-256 digest does not match its contents); "
-                f"{_no_earlier_copy_advice(path)}."
-            )
+    if marker != FORMAT or _DIGEST not in state:
+        raise ValueError(
+            f"{path} is a vaelab checkpoint of format {marker!r}{'' if _DIGEST in state else ' without a digest'}, "
+            f"which this vaelab ({FORMAT}) does not read; load it with the vaelab that wrote it, or train again."
+        )
+    if state.pop(_DIGEST) != _digest(state):
+        raise ValueError(
+            f"{path} is corrupted (its SHA-256 digest does not match its contents); {_no_earlier_copy_advice(path)}."
+        )
     return state
 
 
@@ -230,27 +233,6 @@ def stored_dtype(state: dict[str, Any]) -> torch.dtype:
     return torch.float32
 
 
-LEGACY_CONV_HIDDEN = 256  # an earlier vaelab built conv models with dense layers of min(hidden_dim, 256)
-
-
-def _legacy_conv_config(path: str | os.PathLike, config: VAEConfig, state: dict[str, Any]) -> VAEConfig:
-    """The config that fits the weights of a conv checkpoint from an earlier vaelab, which built
-    dense layers of 256 units whatever hidden_dim its config said; ``config`` itself otherwise."""
-    dense = (state.get("model") or {}).get("encoder.conv.5.weight")  # the encoder's dense layer
-    if (
-        config.architecture != "conv"
-        or config.hidden_dim == LEGACY_CONV_HIDDEN
-        or not isinstance(dense, torch.Tensor)
-        or dense.shape[0] != LEGACY_CONV_HIDDEN
-    ):
-        return config
-    notice(
-        f"{path} is a conv model from an earlier vaelab: its config says hidden_dim={config.hidden_dim} "
-        f"but its dense layers have {LEGACY_CONV_HIDDEN} units; loading it with hidden_dim={LEGACY_CONV_HIDDEN}."
-    )
-    return replace(config, hidden_dim=LEGACY_CONV_HIDDEN)
-
-
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[VAE, dict[str, Any]]:
     """Rebuild the standard VAE a checkpoint describes and load its weights.
 
@@ -268,14 +250,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             "vaelab.build_vae (python -m vaelab train): evaluate this one in Python.",
         )
     try:
-        config = VAEConfig(**state["config"])
+        config = VAEConfig.from_settings(state["config"])
     except (TypeError, ValueError) as err:
         raise ValueError(
             f"{path} records a model config this vaelab cannot build ({err}); it was written by "
             "another version of vaelab."
         ) from None
     check_finite_weights(path, state)
-    config = _legacy_conv_config(path, config, state)
     model = build_vae(config).to(device=device, dtype=stored_dtype(state))
     restore_model(model, state)
     return model.eval(), state

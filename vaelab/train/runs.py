@@ -27,12 +27,13 @@ import numbers
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..core.validation import check_integer, check_number, check_positive_int
 from ..utils.messages import notice, user_error
 from ..utils.progress import progress_bar
 from .checkpoint import (
@@ -52,15 +53,15 @@ __all__ = [
     "ResumeError",
     "RunMismatchError",
     "RunLockedError",
+    "describe_run",
     "run_identity",
     "compare_runs",
     "read_resumable",
     "checkpoint_lock",
     "notice",
-    "KL_ESTIMATORS",
 ]
 
-KL_ESTIMATORS = ("analytic", "mc")
+DEFAULT_LR = 1e-3  # Adam's learning rate when neither lr nor lr_schedule is given
 DIVERGENCE_FACTOR = 100.0  # a train ELBO this many times worse than the untrained model's is divergence
 
 
@@ -101,83 +102,51 @@ class RunLockedError(VaelabRunError, RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """The arguments of ``fit`` that change its result (all are compared on resume)."""
+    """The arguments of ``fit`` that change its result (all are stored with the run and compared on
+    resume): the optimizer's, the data order's and the objective's own ``settings()``, e.g.
+    {"objective": "elbo", "n_samples": 1, "kl": "auto", "beta": 1.0, "free_bits": 0.0}.
 
-    lr: float = 1e-3
+    lr: Adam's learning rate (default 1e-3); with an lr_schedule, the schedule alone sets it (giving
+    both is an error) and ``lr`` records its first stage's."""
+
+    lr: float | None = None
     batch_size: int = 128
-    beta: float = 1.0
     kl_warmup_epochs: float = 0.0
-    free_bits: float = 0.0
-    n_samples: int = 1
-    kl: str = "analytic"
     seed: int = 0
-    objective: str = "elbo"  # "elbo", or an IWAEObjective's describe(), e.g. "iwae(k=5, estimator=dreg)"
     lr_schedule: tuple[tuple[int, float], ...] = ()  # (epochs, lr) stages; () = lr throughout
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    objective: dict[str, Any] = field(default_factory=lambda: {"objective": "elbo"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_schedule", _checked_schedule(self.lr_schedule))
-        if self.lr_schedule:  # the schedule sets the learning rate; lr is its first stage's
-            if self.lr not in (1e-3, self.lr_schedule[0][1]):
-                raise ValueError(
-                    f"lr={self.lr} and lr_schedule={[list(s) for s in self.lr_schedule]} both set the "
-                    "learning rate; give the schedule alone."
-                )
-            object.__setattr__(self, "lr", self.lr_schedule[0][1])
-        for name in ("batch_size", "n_samples"):
-            _check_int(name, getattr(self, name), low=1)
-        _check_int("seed", self.seed, low=0, high=2**64 - 1)
-        _check_number("lr", self.lr, positive=True)
-        for name in ("beta", "kl_warmup_epochs", "free_bits"):
-            _check_number(name, getattr(self, name), positive=False)
-        for name, kind in (
-            ("batch_size", int),
-            ("n_samples", int),
-            ("seed", int),
-            ("lr", float),
-            ("beta", float),
-            ("kl_warmup_epochs", float),
-            ("free_bits", float),
-        ):
-            object.__setattr__(self, name, kind(getattr(self, name)))  # plain Python numbers (NumPy's too)
-        if self.kl not in KL_ESTIMATORS:
-            raise ValueError(f"kl must be one of {KL_ESTIMATORS}, got {self.kl!r}.")
-        if not isinstance(self.objective, str) or not self.objective:
-            raise TypeError(f"objective must be a non-empty name, got {self.objective!r}.")
+        if self.lr_schedule and self.lr is not None:
+            raise ValueError(
+                f"lr={self.lr} and lr_schedule={[list(s) for s in self.lr_schedule]} both set the learning "
+                "rate; give the schedule alone (its first stage is the starting lr)."
+            )
+        lr = self.lr_schedule[0][1] if self.lr_schedule else DEFAULT_LR if self.lr is None else self.lr
+        object.__setattr__(self, "lr", check_number("lr", lr, low=0.0, low_inclusive=False))
+        for name in ("batch_size",):
+            object.__setattr__(self, name, check_positive_int(name, getattr(self, name)))
+        object.__setattr__(self, "seed", check_integer("seed", self.seed, low=0, high=2**64 - 1))
+        object.__setattr__(self, "kl_warmup_epochs", check_number("kl_warmup_epochs", self.kl_warmup_epochs))
         betas = tuple(self.adam_betas) if isinstance(self.adam_betas, (tuple, list)) else ()
-        if len(betas) != 2 or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas):
+        if len(betas) != 2:
             raise ValueError(f"adam_betas must be two numbers in [0, 1), e.g. (0.9, 0.999); got {self.adam_betas!r}.")
-        object.__setattr__(self, "adam_betas", (float(betas[0]), float(betas[1])))
-        _check_number("adam_eps", self.adam_eps, positive=True)
-        object.__setattr__(self, "adam_eps", float(self.adam_eps))
+        betas = tuple(check_number(f"adam_betas[{i}]", b, high=1.0, high_inclusive=False) for i, b in enumerate(betas))
+        object.__setattr__(self, "adam_betas", betas)
+        object.__setattr__(self, "adam_eps", check_number("adam_eps", self.adam_eps, low=0.0, low_inclusive=False))
+        if not isinstance(self.objective, dict) or not isinstance(self.objective.get("objective"), str):
+            raise TypeError(f"objective settings must be a dict with an 'objective' name, got {self.objective!r}.")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready data: the objective's settings first, then the optimizer's and the data's."""
         values = asdict(self)
-        values["lr_schedule"] = [list(stage) for stage in self.lr_schedule]  # plain JSON-ready lists
+        del values["objective"]
+        values["lr_schedule"] = [list(stage) for stage in self.lr_schedule]
         values["adam_betas"] = list(self.adam_betas)
-        return values
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of 1-based ``epoch``: that of the ``lr_schedule`` stage holding it (the
-        last stage's after the schedule ends), or ``lr`` without a schedule."""
-        end = 0
-        for epochs, lr in self.lr_schedule:
-            end += epochs
-            if epoch <= end:
-                return lr
-        return self.lr_schedule[-1][1] if self.lr_schedule else self.lr
-
-    def kl_weight(self, epoch: int, step: int, steps_per_epoch: int) -> float:
-        """beta at 0-based ``step`` of 1-based ``epoch``: rising linearly from 0 over the first
-        kl_warmup_epochs epochs (KL annealing), beta afterwards."""
-        warmup_steps = self.kl_warmup_epochs * steps_per_epoch
-        done = (epoch - 1) * steps_per_epoch + step
-        return self.beta * min(1.0, done / warmup_steps) if warmup_steps else self.beta
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        return {**self.objective, **values}
 
 
 def _checked_schedule(schedule: object) -> tuple[tuple[int, float], ...]:
@@ -190,28 +159,13 @@ def _checked_schedule(schedule: object) -> tuple[tuple[int, float], ...]:
         ok = isinstance(stage, (tuple, list)) and len(stage) == 2
         epochs, lr = stage if ok else (None, None)
         ok = ok and isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs >= 1
-        if not (ok and _is_real(lr) and lr > 0):
+        ok = ok and isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
+        if not ok:
             raise ValueError(
                 f"lr_schedule must be (epochs, lr) pairs with epochs >= 1 and lr > 0, {example}; got stage {stage!r}."
             )
         stages.append((int(epochs), float(lr)))
     return tuple(stages)
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
-    if value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value}.")
-
-
-def _check_number(name: str, value: object, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
-    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        expected = "a finite number > 0" if positive else "a finite number >= 0"
-        raise ValueError(f"{name} must be {expected}, got {value}.")
 
 
 # ----------------------------------------------------------------------------- what defines a run
@@ -223,36 +177,59 @@ def _fingerprint(images: torch.Tensor) -> str:
     return hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
 
 
-def run_identity(model: torch.nn.Module, train: Any, test: Any | None, settings: TrainingSettings) -> dict[str, Any]:
-    """Everything that defines a run, as plain data (stored in the checkpoint, compared on resume).
-
-    train/test: ImageData as fit trains and evaluates on them (the test set already binarized)."""
-    config = getattr(model, "config", None)
+def describe_run(
+    model: dict[str, Any],
+    dtype: str,
+    settings: TrainingSettings,
+    train_size: int,
+    binarization: str,
+    test_size: int | None,
+    train_pixels: str | None = None,
+    test_pixels: str | None = None,
+) -> dict[str, Any]:
+    """Everything that defines a run, as plain data (stored in the checkpoint, compared on resume):
+    the data (sizes, binarization, and the SHA-256 of the pixels where known: the command line
+    compares a run before it loads any data), the model, its dtype and every setting of ``fit``."""
+    pixels = {"train_pixels": train_pixels, "test_pixels": test_pixels}
     return {
-        "train_size": len(train),
-        "train_pixels": _fingerprint(train.images),
-        "binarization": train.binarization,
-        "test_size": None if test is None else len(test),
-        "test_pixels": None if test is None else _fingerprint(test.images),
-        "model": config.to_dict()
-        if config is not None
-        else {
-            "class": type(model).__name__,
-            "parameters": {name: list(p.shape) for name, p in model.state_dict().items()},
-        },
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "train_size": train_size,
+        "binarization": binarization,
+        "test_size": test_size,
+        **{key: value for key, value in pixels.items() if value is not None},
+        "model": model,
+        "dtype": dtype,
         **settings.to_dict(),
     }
 
 
+def run_identity(model: torch.nn.Module, train: Any, test: Any | None, settings: TrainingSettings) -> dict[str, Any]:
+    """``describe_run`` of a model and the data ``fit`` trains and evaluates on (the test set already
+    binarized). A model built from a config is described by it; any other by its class and the shapes
+    of its parameters and buffers (a learnable prior's included)."""
+    config = getattr(model, "config", None)
+    described = (
+        config.to_dict()
+        if config is not None
+        else {"class": type(model).__name__, "parameters": {n: list(p.shape) for n, p in model.state_dict().items()}}
+    )
+    return describe_run(
+        described,
+        str(next(model.parameters()).dtype).replace("torch.", ""),
+        settings,
+        train_size=len(train),
+        binarization=train.binarization,
+        test_size=None if test is None else len(test),
+        train_pixels=_fingerprint(train.images),
+        test_pixels=None if test is None else _fingerprint(test.images),
+    )
+
+
 def compare_runs(saved: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, value in the file, value now) for every key whose values differ; model config keys
-    are compared one by one ("model.latent_dim"). Keys absent from an older file are skipped."""
+    """(key, value in the file, value now) for every key of ``now`` whose values differ; model config
+    keys are compared one by one ("model.latent_dim")."""
     differences = []
     for key, value in now.items():
-        if key not in saved:
-            continue
-        old = saved[key]
+        old = saved.get(key)
         if key == "model" and isinstance(old, dict) and isinstance(value, dict) and "class" not in value:
             differences += [
                 (f"model.{k}", old.get(k), value.get(k))
@@ -262,17 +239,6 @@ def compare_runs(saved: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, 
         elif old != value:
             differences.append((key, old, value))
     return differences
-
-
-def _saved_identity(state: dict[str, Any]) -> dict[str, Any]:
-    """The identity a checkpoint records (files of older vaelab versions: their settings, config
-    and data size as far as they recorded them)."""
-    if "run" in state:
-        return state["run"]
-    legacy = dict(state.get("settings", {}))
-    if state.get("config"):
-        legacy["model"] = state["config"]
-    return legacy
 
 
 def _describe(key: str, value: Any) -> str:
@@ -335,7 +301,7 @@ def _check_checkpoint_path(path: Path) -> None:
 
 
 def _check_resumable(path: Path, state: dict[str, Any]) -> None:
-    missing = [key for key in ("model", "optimizer", "epoch", "history", "rng") if key not in state]
+    missing = [key for key in ("model", "optimizer", "epoch", "history", "rng", "run") if key not in state]
     if missing:
         raise ValueError(
             f"{path} is a vaelab checkpoint but not of a training run by fit (it lacks {', '.join(missing)})"
@@ -489,7 +455,7 @@ class Run:
     def _resume(self, state: dict[str, Any], source: Path) -> None:
         path = self.checkpoint
         assert path is not None and self.identity is not None
-        differences = compare_runs(_saved_identity(state), self.identity)
+        differences = compare_runs(state["run"], self.identity)
         if differences:
             listing = "; ".join(
                 f"{_describe(k, old)} in the file but {_describe(k, new)} now" for k, old, new in differences
@@ -537,21 +503,23 @@ class Run:
     def epochs(self) -> Iterator[int]:
         """The epochs left to train (1-based), each one timed."""
         for epoch in range(self.start_epoch + 1, self.epochs_wanted + 1):
-            for group in self.optimizer.param_groups:  # the learning-rate schedule's value for this epoch
-                group["lr"] = self.settings.lr_at(epoch)
             self._tic = time.perf_counter()
-            # per step: loss, sum of reconstruction, sum of kl (one small kernel each, written in place)
-            self._record = torch.zeros(self.steps_per_epoch, 3, device=self.device)
+            self._record: torch.Tensor | None = None  # per step: the loss, then the sum of each term
             self._checked = 0
             yield epoch
 
-    def kl_weight(self, epoch: int, step: int) -> float:
-        return self.settings.kl_weight(epoch, step, self.steps_per_epoch)
-
     def record_step(self, epoch: int, step: int, loss: torch.Tensor, terms: Any) -> None:
-        """Keep the step's loss and the sums of its reconstruction and KL terms; stop on NaN/Inf."""
+        """Keep the step's loss and the batch sums of the objective's per-example terms (every field of
+        ``terms`` that is a (batch,) tensor); stop on NaN/Inf."""
+        names = [
+            name for name, value in terms._asdict().items() if isinstance(value, torch.Tensor) and value.dim() == 1
+        ]
+        if self._record is None:
+            self._terms = names
+            self._record = torch.zeros(self.steps_per_epoch, 1 + len(names), device=self.device)
         with torch.no_grad():
-            torch.stack((loss.detach(), terms.reconstruction.sum(), terms.kl.sum()), out=self._record[step])
+            values = [getattr(terms, name).sum() for name in self._terms]
+            torch.stack((loss.detach(), *values), out=self._record[step])
         if self.reference_loss is None:
             self.reference_loss = loss.item()
         if (step + 1) % self._check_every == 0 or step + 1 == self.steps_per_epoch:
@@ -559,17 +527,20 @@ class Run:
             self._checked = step + 1
         self.bar.update(1)
 
-    def epoch_means(self) -> tuple[float, float]:
-        """Mean reconstruction term and mean KL of the epoch, nats per image."""
-        reconstruction, kl = (self._record[:, 1:].sum(0) / len(self.train)).tolist()
-        return reconstruction, kl
+    def epoch_means(self) -> dict[str, float]:
+        """The epoch's mean of each term the objective reported, per image: {"train_<term>": value}."""
+        assert self._record is not None, "record_step was never called in this epoch"
+        means = (self._record[:, 1:].sum(0) / len(self.train)).tolist()
+        return {f"train_{name}": value for name, value in zip(self._terms, means, strict=True)}
 
     def seconds(self) -> float:
         return time.perf_counter() - self._tic
 
     def end_epoch(self, epoch: int) -> None:
         """After the history holds the epoch: refuse a diverged model, then write the checkpoint."""
-        train_elbo, test_elbo = self.history.train_elbo[-1], self.history.test_elbo[-1]
+        # the train ELBO where the objective reports one, else minus the mean training loss
+        train_elbo = self.history.columns.get("train_elbo", [-self._record[:, 0].mean().item()])[-1]
+        test_elbo = self.history.test_elbo[-1]
         self.bar.set_postfix(epoch=epoch, train_elbo=f"{train_elbo:.1f}", test_elbo=f"{test_elbo:.1f}")
         # a finite last loss does not prove the last Adam step left finite weights
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
@@ -597,7 +568,6 @@ class Run:
                     "epoch": epoch,
                     "history": self.history.to_dict(),
                     "rng": _rng_state(self.generator),
-                    "settings": {**self.settings.to_dict(), "binarization": self.train.binarization},
                     "run": self.identity,
                     "reference_loss": self.reference_loss,
                     "dtype": str(stored_dtype({"model": self.model.state_dict()})).replace("torch.", ""),
