@@ -45,9 +45,10 @@ CATALOGUES = {
 CASES = [(check, name) for check, catalogue in CATALOGUES.items() for name in catalogue]
 
 # Code in a hint: backticks, a torch/numpy/math call, a method call, a function applied to an
-# argument (exp(x), log(...)), an assignment or equation, a Python power. (Naming a term, "the mu^2
-# term is missing", names the kind of mistake.)
-CODE = re.compile(r"`|\b(?:torch|F|np|math)\.\w|\.\w+\(|\b[A-Za-z_]\w*\(|=|\*\*")
+# argument (exp(x), log(...)), an assignment or equation, a Python power, indexing with [:, a
+# derivative h'(a) or the absolute value of an expression (the whole formula). (Naming a term, "the
+# mu^2 term is missing", names the kind of mistake.)
+CODE = re.compile(r"`|\b(?:torch|F|np|math)\.\w|\.\w+\(|\b[A-Za-z_]\w*\(|=|\*\*|\[:|\w'\(|\|[^|]*[-+*/][^|]*\|")
 # Fragments of the reference solutions that no default feedback may contain anywhere.
 ANSWER_FRAGMENTS = (
     "logsigmoid",

@@ -77,9 +77,10 @@ class Hint:
 HintLike = Union[str, Hint, None]
 
 # Code in a hint: backticks, a module or method call, a function applied to something, an
-# assignment or equation (also +=), a Python power. Naming a term ("the mu^2 term") is not code.
-_CODE = re.compile(r"`|\b(torch|F|np|math|vaelab)\.\w|\.\w+\(|\b\w+\(|=|\*\*")
-_CLAUSE = re.compile(r"(?=: |; |\. |, e\.g\.| e\.g\.|, or |, not | \(|, so |, then )")
+# assignment or equation (also +=), a Python power, indexing with [:, a derivative h'(a), the absolute
+# value of an expression. Naming a term ("the mu^2 term") is not code.
+_CODE = re.compile(r"`|\b(torch|F|np|math|vaelab)\.\w|\.\w+\(|\b\w+\(|=|\*\*|\[:|\w'\(|\|[^|]*[-+*/][^|]*\|")
+_CLAUSE = re.compile(r"(?=: |; |\. |, e\.g\.|, or |, so |, then )")
 
 
 def code_in(text: str) -> list[str]:
@@ -91,7 +92,7 @@ def kind_of(text: str) -> str:
     """The clauses of a fix-level hint before the first one that shows code."""
     kept = ""
     for piece in _CLAUSE.split(text):
-        if code_in(piece):
+        if code_in(piece) or re.search(r"\be\.g\b", piece):
             break
         kept += piece
     while kept.count("(") > kept.count(")"):
@@ -451,8 +452,11 @@ def as_output(
             case,
             expected=f"a torch.Tensor of shape {shape}",
             got=f"{type(out).__name__} {out!r:.60}",
-            hint="return a torch.Tensor computed with torch operations (not a float, "
-            "numpy array or list): use torch.exp/torch.log, not math.* or numpy, and no .item().",
+            hint=Hint(
+                kind=("return a tensor computed with torch operations, not a Python number, a numpy array or a list."),
+                fix="return a torch.Tensor computed with torch operations (not a float, "
+                "numpy array or list): use torch.exp/torch.log, not math.* or numpy, and no .item().",
+            ),
         )
     if not out.is_floating_point():
         raise Failure(

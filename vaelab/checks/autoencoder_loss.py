@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, dtype_runs, grad_check, run_check
+from ._runner import DEFAULT_HINT, F64, CheckResult, Hint, Runner, as_output, compare, dtype_runs, grad_check, run_check
 
 __all__ = ["check_autoencoder_loss"]
 
@@ -42,9 +42,12 @@ def _variants(x: torch.Tensor, logits: torch.Tensor) -> list[tuple[Any, str]]:
     return [
         (
             lambda: ref / x.shape[-1],
-            "you averaged over the pixels (reduction='mean'); the loss of an image is the SUM over its "
-            "pixels: F.binary_cross_entropy_with_logits(logits, x, reduction='none').sum(-1). The mean "
-            "divides the loss by D = 784 and, in a VAE, weights the KL term 784 times too much.",
+            Hint(
+                kind="you averaged over the pixels; the loss of an image is the sum over its pixels.",
+                fix="you averaged over the pixels (reduction='mean'); the loss of an image is the SUM over its "
+                "pixels: F.binary_cross_entropy_with_logits(logits, x, reduction='none').sum(-1). The mean "
+                "divides the loss by D = 784 and, in a VAE, weights the KL term 784 times too much.",
+            ),
         ),
         (
             lambda: -ref,
@@ -58,12 +61,21 @@ def _variants(x: torch.Tensor, logits: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: -(x * ls).sum(-1),
-            "the (1 - x_i) log(1 - x_hat_i) term is missing: without it, dark pixels cost nothing and "
-            "the decoder learns to paint every pixel white.",
+            Hint(
+                kind=(
+                    "the term of the dark pixels (those that are 0) is missing: without it, dark pixels cost nothing."
+                ),
+                fix="the (1 - x_i) log(1 - x_hat_i) term is missing: without it, dark pixels cost nothing and "
+                "the decoder learns to paint every pixel white.",
+            ),
         ),
         (
             lambda: F.binary_cross_entropy_with_logits(x, logits, reduction="none").sum(-1),
-            "the arguments of F.binary_cross_entropy_with_logits are swapped: it takes (input=logits, target=x).",
+            Hint(
+                kind="the logits and the pixel values are swapped.",
+                fix="the arguments of F.binary_cross_entropy_with_logits are swapped: it takes "
+                "(input=logits, target=x).",
+            ),
         ),
         (
             lambda: (x - logits.sigmoid()).pow(2).sum(-1),
@@ -87,10 +99,11 @@ def _generic(got: torch.Tensor, expected: torch.Tensor) -> str:
         )
     if (got < -1e-9).any():
         return "a cross-entropy of pixels in [0, 1] is never negative; yours is: check the sign."
-    return (
-        "for large |logits| sigmoid then log loses precision (or is clamped at -100 by "
+    return Hint(
+        kind=("for large |logits|, the log of a probability loses precision or is clamped; compute from the logits."),
+        fix="for large |logits| sigmoid then log loses precision (or is clamped at -100 by "
         "F.binary_cross_entropy); compute from the logits. Otherwise compare with "
-        "sum_i [softplus(l_i) - x_i l_i] = -sum_i [x_i log x_hat_i + (1 - x_i) log(1 - x_hat_i)]."
+        "sum_i [softplus(l_i) - x_i l_i] = -sum_i [x_i log x_hat_i + (1 - x_i) log(1 - x_hat_i)].",
     )
 
 

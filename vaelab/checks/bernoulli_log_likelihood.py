@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..models.likelihoods import bernoulli_log_prob
-from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, dtype_runs, grad_check, run_check
+from ._runner import DEFAULT_HINT, F64, CheckResult, Hint, Runner, as_output, compare, dtype_runs, grad_check, run_check
 
 __all__ = ["check_bernoulli_log_likelihood"]
 
@@ -29,7 +29,13 @@ def _bern_variants(x: torch.Tensor, logits: torch.Tensor) -> list[tuple[Any, str
     ls, lns = torch.nn.functional.logsigmoid(logits), torch.nn.functional.logsigmoid(-logits)
     ref = bernoulli_log_prob(x, logits)
     return [
-        (lambda: -ref, "you return the binary cross-entropy (a loss, >= 0); the log-likelihood is its negative."),
+        (
+            lambda: -ref,
+            Hint(
+                kind=("you return the binary cross-entropy, a loss; the log-likelihood is its negative."),
+                fix="you return the binary cross-entropy (a loss, >= 0); the log-likelihood is its negative.",
+            ),
+        ),
         (
             lambda: ref / x.shape[-1],
             "you averaged over the pixels; the log-likelihood of an image is the sum over its pixels: "
@@ -42,8 +48,11 @@ def _bern_variants(x: torch.Tensor, logits: torch.Tensor) -> list[tuple[Any, str
         ),
         (
             lambda: (x * ls).sum(-1),
-            "the (1 - x) log(1 - sigmoid(logits)) term is missing: pixels that are 0 have probability "
-            "1 - sigmoid(logits).",
+            Hint(
+                kind="the term of the pixels that are 0 is missing.",
+                fix="the (1 - x) log(1 - sigmoid(logits)) term is missing: pixels that are 0 have probability "
+                "1 - sigmoid(logits).",
+            ),
         ),
         (
             lambda: (x * logits.log() + (1 - x) * (1 - logits).log()).sum(-1),
@@ -51,7 +60,11 @@ def _bern_variants(x: torch.Tensor, logits: torch.Tensor) -> list[tuple[Any, str
         ),
         (
             lambda: -torch.nn.functional.binary_cross_entropy_with_logits(x, logits, reduction="none").sum(-1),
-            "the arguments of F.binary_cross_entropy_with_logits are swapped: it takes (input=logits, target=x).",
+            Hint(
+                kind="the logits and the pixel values are swapped.",
+                fix="the arguments of F.binary_cross_entropy_with_logits are swapped: it takes "
+                "(input=logits, target=x).",
+            ),
         ),
         (
             lambda: (x * logits.sigmoid().log() + (1 - x) * (-logits).log()).sum(-1),

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, dtype_runs, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Hint, Runner, as_output, compare, dtype_runs, run_check, unchanged
 
 __all__ = ["check_effective_sample_size"]
 
@@ -33,8 +33,11 @@ def _variants(lw: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: torch.exp(2 * lse - lse2) / k,
-            f"you divided by k = {k}: that is the ESS as a fraction of k (between 1/k and 1); return the "
-            "number of samples itself, (sum_i w_i)^2 / sum_i w_i^2.",
+            Hint(
+                kind=("you divided by k: that is the ESS as a fraction of k; return the number of samples itself."),
+                fix=f"you divided by k = {k}: that is the ESS as a fraction of k (between 1/k and 1); return the "
+                "number of samples itself, (sum_i w_i)^2 / sum_i w_i^2.",
+            ),
         ),
         (
             lambda: torch.exp(lse - lse2),
@@ -43,7 +46,10 @@ def _variants(lw: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: torch.exp(2 * lse - 2 * lse2),
-            "the denominator is the sum of the squared weights, logsumexp(2 * log_w), not the square of a sum.",
+            Hint(
+                kind="the denominator is the sum of the squared weights, not the square of their sum.",
+                fix="the denominator is the sum of the squared weights, logsumexp(2 * log_w), not the square of a sum.",
+            ),
         ),
         (
             lambda: lw.sum(0) ** 2 / (lw**2).sum(0),
@@ -56,8 +62,11 @@ def _variants(lw: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: torch.full((batch,), float(k), dtype=F64),
-            f"you returned k = {k} for every example: the ESS equals k only when all weights are equal; "
-            "compute (sum_i w_i)^2 / sum_i w_i^2.",
+            Hint(
+                kind=("you returned k for every example; the ESS equals k only when all weights are equal."),
+                fix=f"you returned k = {k} for every example: the ESS equals k only when all weights are equal; "
+                "compute (sum_i w_i)^2 / sum_i w_i^2.",
+            ),
         ),
         (
             lambda: 1.0 / torch.softmax(lw, dim=0).max(0).values,
@@ -69,10 +78,14 @@ def _variants(lw: torch.Tensor) -> list[tuple[Any, str]]:
 
 def _generic(got: torch.Tensor, expected: torch.Tensor) -> str:
     if not torch.isfinite(got).all():
-        return (
-            "exp(log_w) underflows to 0 (or overflows to inf) for log-weights around -1000 or +800, so "
+        return Hint(
+            kind=(
+                "the weights underflow to 0 (or overflow to inf) for log-weights around"
+                " -1000 or +800: stay in log space."
+            ),
+            fix="exp(log_w) underflows to 0 (or overflows to inf) for log-weights around -1000 or +800, so "
             "0/0 or inf/inf gives NaN: stay in log space, exp(2 * logsumexp(log_w, dim=0) - "
-            "logsumexp(2 * log_w, dim=0)), or normalize first with torch.softmax(log_w, dim=0)."
+            "logsumexp(2 * log_w, dim=0)), or normalize first with torch.softmax(log_w, dim=0).",
         )
     return "compare with ESS = (sum_i w_i)^2 / sum_i w_i^2 = 1 / sum_i wbar_i^2, wbar = torch.softmax(log_w, dim=0)."
 

@@ -12,7 +12,7 @@ from ..core.kl import kl_standard_normal
 from ..core.model import VAE
 from ..models.config import build_vae
 from ..models.linear_gaussian import LinearGaussianModel
-from ._runner import DEFAULT_HINT, F64, Z_SCORE, CheckResult, Failure, Runner, as_output, fmt, run_check
+from ._runner import DEFAULT_HINT, F64, Z_SCORE, CheckResult, Failure, Hint, Runner, as_output, fmt, run_check
 
 __all__ = ["check_elbo"]
 
@@ -195,7 +195,12 @@ def check_elbo(
                         ),
                         (
                             ref["recon"] / d - ref["kl"],
-                            "you averaged log p(x|z) over the pixels; sum them (nats per image).",
+                            Hint(
+                                kind=(
+                                    "you averaged the reconstruction term over the pixels; sum them (nats per image)."
+                                ),
+                                fix="you averaged log p(x|z) over the pixels; sum them (nats per image).",
+                            ),
                         ),
                         (ref["recon"], "the KL term is missing: ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))."),
                         (

@@ -8,7 +8,19 @@ from typing import Any, Callable
 
 import torch
 
-from ._runner import DEFAULT_HINT, F64, CheckResult, Failure, Runner, compare, fmt, grad_check, run_check, unchanged
+from ._runner import (
+    DEFAULT_HINT,
+    F64,
+    CheckResult,
+    Failure,
+    Hint,
+    Runner,
+    compare,
+    fmt,
+    grad_check,
+    run_check,
+    unchanged,
+)
 
 __all__ = ["check_free_bits_kl"]
 
@@ -38,19 +50,31 @@ def _variants(kl: torch.Tensor, lam: float) -> list[tuple[Any, str]]:
         ),
         (
             lambda: mean.clamp(max=lam).sum(),
-            "you took min(lambda, KL_j); free bits use max(lambda, KL_j): below lambda the KL costs a "
-            "constant lambda, above it the ordinary KL.",
+            Hint(
+                kind="you took the minimum with lambda; free bits take the maximum.",
+                fix="you took min(lambda, KL_j); free bits use max(lambda, KL_j): below lambda the KL costs a "
+                "constant lambda, above it the ordinary KL.",
+            ),
         ),
         (
             lambda: (mean - lam).clamp(min=0).sum(),
-            f"you returned sum_j max(0, KL_j - lambda), which is the free-bits term minus the constant "
-            f"lambda * latent_dim = {lam * dim:g}: same gradient, but not the KL term the ELBO's KL is replaced "
-            "by; return sum_j max(lambda, KL_j).",
+            Hint(
+                kind=(
+                    "you returned the excess of each dimension's KL over lambda, the "
+                    "free-bits term minus a constant; return the term itself."
+                ),
+                fix=f"you returned sum_j max(0, KL_j - lambda), which is the free-bits term minus the constant "
+                f"lambda * latent_dim = {lam * dim:g}: same gradient, but not the KL term the ELBO's KL is replaced "
+                "by; return sum_j max(lambda, KL_j).",
+            ),
         ),
         (
             lambda: (lam - mean).clamp(min=0).sum(),
-            "you returned sum_j max(0, lambda - KL_j), the amount the free-bits term adds to the KL, not the "
-            "term itself: sum_j max(lambda, KL_j) = sum_j KL_j + sum_j max(0, lambda - KL_j).",
+            Hint(
+                kind=("you returned only the amount the free-bits term adds to the KL, not the term itself."),
+                fix="you returned sum_j max(0, lambda - KL_j), the amount the free-bits term adds to the KL, not the "
+                "term itself: sum_j max(lambda, KL_j) = sum_j KL_j + sum_j max(0, lambda - KL_j).",
+            ),
         ),
         (
             lambda: mean.sum().clamp(min=lam),
@@ -69,8 +93,11 @@ def _variants(kl: torch.Tensor, lam: float) -> list[tuple[Any, str]]:
         ),
         (
             lambda: kl.sum(0).clamp(min=lam).sum(),
-            f"you summed over the minibatch (batch = {batch}); free bits use the minibatch *average* of each "
-            "dimension's KL: kl_per_dim.mean(dim=0).",
+            Hint(
+                kind=("you summed over the minibatch; free bits use the minibatch average of each dimension's KL."),
+                fix=f"you summed over the minibatch (batch = {batch}); free bits use the minibatch *average* of each "
+                "dimension's KL: kl_per_dim.mean(dim=0).",
+            ),
         ),
         (
             lambda: kl.mean(1).clamp(min=lam).sum(),

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import torch
 
 from ..models.likelihoods import gaussian_log_prob
-from ._runner import DEFAULT_HINT, F64, LOG_2PI, CheckResult, Runner, as_output, compare, grad_check, run_check
+from ._runner import DEFAULT_HINT, F64, LOG_2PI, CheckResult, Hint, Runner, as_output, compare, grad_check, run_check
 
 __all__ = ["check_gaussian_log_likelihood"]
 
@@ -41,8 +41,14 @@ def _gauss_variants(x: torch.Tensor, m: torch.Tensor, lv: Any) -> list[tuple[Any
         ),
         (
             lambda: ll(lv.exp(), lv, const=0.0),
-            "the normalizing constant -1/2 log(2 pi) per pixel is missing (it does not change the "
-            "gradient, but the value is not a log-density without it).",
+            Hint(
+                kind=(
+                    "the normalizing constant with 2 pi is missing (it does not change the "
+                    "gradient, but without it the value is not a log-density)."
+                ),
+                fix="the normalizing constant -1/2 log(2 pi) per pixel is missing (it does not change the "
+                "gradient, but the value is not a log-density without it).",
+            ),
         ),
         (
             lambda: ll(lv.exp(), lv, half=1.0),
@@ -54,12 +60,18 @@ def _gauss_variants(x: torch.Tensor, m: torch.Tensor, lv: Any) -> list[tuple[Any
         ),
         (
             lambda: ll((2 * lv).exp(), 2 * lv),
-            "you treated logvar as log(sigma): it is log(sigma^2), so the variance is exp(logvar).",
+            Hint(
+                kind=("you treated logvar as the log of the standard deviation; it is the log of the variance."),
+                fix="you treated logvar as log(sigma): it is log(sigma^2), so the variance is exp(logvar).",
+            ),
         ),
         (
             lambda: ll((0.5 * lv).exp(), lv),
-            "you divided by the standard deviation exp(logvar / 2); the squared error is divided by the "
-            "variance exp(logvar).",
+            Hint(
+                kind=("you divided the squared error by the standard deviation; it is divided by the variance."),
+                fix="you divided by the standard deviation exp(logvar / 2); the squared error is divided by the "
+                "variance exp(logvar).",
+            ),
         ),
         (
             lambda: ll(lv.exp(), torch.zeros(())),

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Hint, Runner, as_output, compare, run_check, unchanged
 
 __all__ = ["check_gradient_snr"]
 
@@ -40,8 +40,11 @@ def _variants(g: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: mean.abs() / g.std(0, unbiased=False),
-            "use the sample standard deviation over the draws (torch.std with its default, dividing by M - 1), "
-            "as Rainforth et al. estimate std[g] from M draws.",
+            Hint(
+                kind="use the sample standard deviation over the draws, which divides by M - 1.",
+                fix="use the sample standard deviation over the draws (torch.std with its default, dividing by M - 1), "
+                "as Rainforth et al. estimate std[g] from M draws.",
+            ),
         ),
         (
             lambda: g.mean(1).abs() / g.std(1),
@@ -54,8 +57,14 @@ def _variants(g: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: mean.abs() / (std / g.shape[0] ** 0.5),
-            "you divided by the standard error of the mean (std / sqrt(M)); the SNR of one gradient estimate "
-            "uses the standard deviation of the draws themselves.",
+            Hint(
+                kind=(
+                    "you divided by the standard error of the mean; the SNR uses the "
+                    "standard deviation of the draws themselves."
+                ),
+                fix="you divided by the standard error of the mean (std / sqrt(M)); the SNR of one gradient estimate "
+                "uses the standard deviation of the draws themselves.",
+            ),
         ),
     ]
 

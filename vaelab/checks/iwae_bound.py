@@ -13,6 +13,7 @@ from ._runner import (
     DEFAULT_HINT,
     F64,
     CheckResult,
+    Hint,
     Runner,
     as_output,
     compare,
@@ -54,7 +55,13 @@ def _iwae_variants(lw: torch.Tensor) -> list[tuple[Any, str]]:
         ),
         (
             lambda: lse - math.log(batch),
-            f"you subtracted log(batch size) = log {batch}; subtract log k = log {k}, the number of samples (dim 0).",
+            Hint(
+                kind=(
+                    "you subtracted the log of the batch size; subtract the log of k, the number of samples (dim 0)."
+                ),
+                fix=f"you subtracted log(batch size) = log {batch}; subtract log k = log {k}, the number of "
+                "samples (dim 0).",
+            ),
         ),
         (
             lambda: torch.logsumexp(lw, dim=1) - math.log(batch),
@@ -69,10 +76,15 @@ def _iwae_variants(lw: torch.Tensor) -> list[tuple[Any, str]]:
 
 def _iwae_generic(got: torch.Tensor, expected: torch.Tensor) -> str:
     if not torch.isfinite(got).all():
-        return (
-            "log(mean(exp(log_w))) underflows to log(0) = -inf (or overflows to inf) when the log-weights "
+        return Hint(
+            kind=(
+                "exponentiating the log-weights underflows to 0 (or overflows) when "
+                "they are large in magnitude, as for images (-1000 nats): stay in the "
+                "log domain."
+            ),
+            fix="log(mean(exp(log_w))) underflows to log(0) = -inf (or overflows to inf) when the log-weights "
             "are large in magnitude, e.g. -1000 nats for an image: use torch.logsumexp(log_w, dim=0) - "
-            "log k, which subtracts the maximum before exponentiating."
+            "log k, which subtracts the maximum before exponentiating.",
         )
     return "compare with L_k = log (1/k) sum_i exp(log_w_i) = torch.logsumexp(log_w, dim=0) - log k."
 

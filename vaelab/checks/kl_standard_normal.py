@@ -12,6 +12,7 @@ from ._runner import (
     DEFAULT_HINT,
     F64,
     CheckResult,
+    Hint,
     Runner,
     as_output,
     compare,
@@ -36,9 +37,15 @@ def _kl_variants(mu: torch.Tensor, lv: torch.Tensor, desc: str) -> list[tuple[An
     return [
         (
             lambda: -kl_standard_normal(mu, lv),
-            f"your KL is negative for {desc} (a KL is never negative): you return -KL. Kingma and "
-            "Welling's 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is the *negative* KL; "
-            "KL = 1/2 sum(mu^2 + exp(logvar) - logvar - 1).",
+            Hint(
+                kind=(
+                    "your KL is negative, but a KL is never negative: you return the "
+                    "negative KL (Kingma and Welling's formula is the negative KL)."
+                ),
+                fix=f"your KL is negative for {desc} (a KL is never negative): you return -KL. Kingma and "
+                "Welling's 1/2 sum(1 + logvar - mu^2 - exp(logvar)) is the *negative* KL; "
+                "KL = 1/2 sum(mu^2 + exp(logvar) - logvar - 1).",
+            ),
         ),
         (
             lambda: 0.5 * (mu**2 + lv.exp() + lv - 1).sum(-1),
@@ -54,12 +61,18 @@ def _kl_variants(mu: torch.Tensor, lv: torch.Tensor, desc: str) -> list[tuple[An
         ),
         (
             lambda: 0.5 * (mu**2 + (0.5 * lv).exp() - lv - 1).sum(-1),
-            "you used the standard deviation exp(logvar / 2) where the variance exp(logvar) belongs.",
+            Hint(
+                kind="you used the standard deviation where the variance belongs.",
+                fix="you used the standard deviation exp(logvar / 2) where the variance exp(logvar) belongs.",
+            ),
         ),
         (
             lambda: 0.5 * (mu**2 + (2 * lv).exp() - 2 * lv - 1).sum(-1),
-            "you treated logvar as log(sigma): it is log(sigma^2), so the variance is exp(logvar) "
-            "and log(sigma^2) is logvar itself.",
+            Hint(
+                kind=("you treated logvar as the log of the standard deviation; it is the log of the variance."),
+                fix="you treated logvar as log(sigma): it is log(sigma^2), so the variance is exp(logvar) "
+                "and log(sigma^2) is logvar itself.",
+            ),
         ),
         (
             lambda: 0.5 * (mu**2 + lv.exp() - lv).sum(-1),
@@ -72,8 +85,11 @@ def _kl_variants(mu: torch.Tensor, lv: torch.Tensor, desc: str) -> list[tuple[An
         (lambda: 0.5 * (mu + lv.exp() - lv - 1).sum(-1), "square the mean: the term is mu^2, not mu."),
         (
             lambda: 0.5 * ((-lv).exp() * (1 + mu**2) + lv - 1).sum(-1),
-            "you computed KL(p || q), the reverse direction; the ELBO needs KL(q || p) = "
-            "1/2 sum(mu^2 + exp(logvar) - logvar - 1).",
+            Hint(
+                kind=("you computed the KL in the reverse direction, of p from q; the ELBO needs the KL of q from p."),
+                fix="you computed KL(p || q), the reverse direction; the ELBO needs KL(q || p) = "
+                "1/2 sum(mu^2 + exp(logvar) - logvar - 1).",
+            ),
         ),
     ]
 

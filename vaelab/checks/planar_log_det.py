@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._runner import DEFAULT_HINT, F64, CheckResult, Runner, as_output, compare, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Hint, Runner, as_output, compare, run_check, unchanged
 
 __all__ = ["check_planar_log_det"]
 
@@ -31,12 +31,18 @@ def _variants(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: float) -
     return [
         (
             lambda: torch.log(torch.abs(1 + h * wu)),
-            "you used h(a) = tanh(a) where the derivative h'(a) = 1 - tanh(a)^2 belongs: the Jacobian of "
-            "u_hat h(w^T z + b) is u_hat h'(w^T z + b) w^T.",
+            Hint(
+                kind="you used tanh itself where its derivative belongs.",
+                fix="you used h(a) = tanh(a) where the derivative h'(a) = 1 - tanh(a)^2 belongs: the Jacobian of "
+                "u_hat h(w^T z + b) is u_hat h'(w^T z + b) w^T.",
+            ),
         ),
         (
             lambda: torch.log(torch.abs((1 - h * h) * wu)),
-            "the Jacobian is I + u_hat h'(a) w^T, so its determinant is 1 + h'(a) w^T u_hat: the 1 is missing.",
+            Hint(
+                kind="the identity's contribution to the Jacobian, the 1 in the determinant, is missing.",
+                fix="the Jacobian is I + u_hat h'(a) w^T, so its determinant is 1 + h'(a) w^T u_hat: the 1 is missing.",
+            ),
         ),
         (
             lambda: 1 + (1 - h * h) * wu,
@@ -56,8 +62,11 @@ def _variants(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: float) -
         ),
         (
             lambda: -torch.log(torch.abs(1 + (1 - h * h) * wu)),
-            "a sign: log |det df/dz| is log |1 + h'(a) w^T u_hat|; the density of f(z) subtracts it, the "
-            "log-determinant itself is not negated.",
+            Hint(
+                kind="a sign: yours is the negative of the log-determinant.",
+                fix="a sign: log |det df/dz| is log |1 + h'(a) w^T u_hat|; the density of f(z) subtracts it, the "
+                "log-determinant itself is not negated.",
+            ),
         ),
     ]
 

@@ -15,6 +15,7 @@ from ._runner import (
     Z_SCORE,
     CheckResult,
     Failure,
+    Hint,
     Runner,
     close,
     fmt,
@@ -132,8 +133,11 @@ def check_reparameterize(
             variants = [
                 (
                     (2 * lv_row).exp(),
-                    "you multiplied eps by the variance exp(logvar); multiply by the standard "
-                    "deviation std = exp(logvar / 2).",
+                    Hint(
+                        kind=("you multiplied the noise by the variance; multiply it by the standard deviation."),
+                        fix="you multiplied eps by the variance exp(logvar); multiply by the standard "
+                        "deviation std = exp(logvar / 2).",
+                    ),
                 ),
                 (lv_row**2, "you multiplied eps by logvar itself; the standard deviation is exp(logvar / 2)."),
                 ((-lv_row).exp(), "check the sign in the exponent: std = exp(+logvar / 2)."),
@@ -195,8 +199,14 @@ def check_reparameterize(
                 case,
                 expected="fresh noise on every call",
                 got=f"the same z twice: {fmt(z1)}",
-                hint="do not call torch.manual_seed or reuse a stored eps inside the function; "
-                "draw new noise with torch.randn_like(mu) on every call.",
+                hint=Hint(
+                    kind=(
+                        "do not seed the generator or reuse stored noise inside the function; "
+                        "draw new noise on every call."
+                    ),
+                    fix="do not call torch.manual_seed or reuse a stored eps inside the function; "
+                    "draw new noise with torch.randn_like(mu) on every call.",
+                ),
             )
 
         case = r.case("gradient of sum(z): dz/dmu = 1 and dz/dlogvar = (z - mu) / 2, shape (4, 3)")

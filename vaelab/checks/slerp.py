@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._runner import DEFAULT_HINT, F64, CheckResult, Failure, Runner, compare, fmt, run_check, unchanged
+from ._runner import DEFAULT_HINT, F64, CheckResult, Failure, Hint, Runner, compare, fmt, run_check, unchanged
 
 __all__ = ["check_slerp"]
 
@@ -75,7 +75,10 @@ def _slerp_variants(z_a: torch.Tensor, z_b: torch.Tensor, t: torch.Tensor) -> li
         ),
         (
             lambda: torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b,
-            "divide by sin(omega): without it t = 0 gives sin(omega) z_a instead of z_a. " + _FORMULA + ".",
+            Hint(
+                kind="the division by the sine of the angle is missing: without it, the path does not start at z_a.",
+                fix="divide by sin(omega): without it t = 0 gives sin(omega) z_a instead of z_a. " + _FORMULA + ".",
+            ),
         ),
         (
             lambda: (torch.cos((1 - t) * omega) * z_a + torch.cos(t * omega) * z_b) / math.cos(omega),
@@ -83,7 +86,10 @@ def _slerp_variants(z_a: torch.Tensor, z_b: torch.Tensor, t: torch.Tensor) -> li
         ),
         (
             lambda: (torch.sin((1 - t) * omega) * z_a + torch.sin(t * omega) * z_b) / math.sin(omega) ** 2,
-            "divide by sin(omega) once: " + _FORMULA + ".",
+            Hint(
+                kind="you divided by the sine of the angle twice; divide once.",
+                fix="divide by sin(omega) once: " + _FORMULA + ".",
+            ),
         ),
         (
             lambda: arc(z_a / norm_a, z_b / norm_b, omega),
