@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -214,7 +215,8 @@ def book_edition(master: Path = MASTER):
         if cell.cell_type == "raw" and cell.source.startswith(("# ASSIGNMENT CONFIG", "# BEGIN ", "# END ")):
             continue
         if cell.cell_type == "code":
-            cell.source = "\n".join(line for line in cell.source.split("\n") if line.strip() != "# NBVAL_CHECK_OUTPUT")
+            lines = [line for line in cell.source.split("\n") if line.strip() != "# NBVAL_CHECK_OUTPUT"]
+            cell.source = "\n".join(_keep_import(line, nb) for line in lines)
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)
         cell.pop("id", None)
@@ -226,6 +228,17 @@ def book_edition(master: Path = MASTER):
     nb.cells = cells
     nb.nbformat_minor = 4  # no cell ids: the page is regenerated, ids would only churn
     return nb
+
+
+def _keep_import(line: str, nb) -> str:
+    """An import the stubs no longer use stays for the students' code (ruff would drop it)."""
+    match = re.fullmatch(r"import ([\w.]+)(?: as (\w+))?", line)
+    if not match:
+        return line
+    name = match.group(2) or match.group(1).split(".")[0]
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    used = re.search(rf"(?<![\w.]){re.escape(name)}\.", code.replace(line, ""))
+    return line if used else f"{line}  # noqa: F401 (for your code)"
 
 
 TEACHERS_NOTE = """```{admonition} For teachers

@@ -83,6 +83,7 @@ def test_default_feedback_names_the_kind_of_mistake_without_answer_code(check, m
     assert not result
     hint = _hint_line(result.message)
     assert not CODE.findall(hint), (hint, CODE.findall(hint))
+    assert "compare your formula with the task" not in hint, "a specific kind, not the generic fallback"
     leaked = [f for f in ANSWER_FRAGMENTS if f in result.message.replace(result.got or "", "")]
     assert not leaked, (leaked, result.message)
 

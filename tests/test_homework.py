@@ -132,6 +132,26 @@ def test_book_publishes_the_current_student_edition_without_solutions():
         assert stub.rstrip().endswith('raise NotImplementedError("your code here")')
 
 
+def test_otter_plugin_finds_the_checks_message_in_a_doctest_report():
+    pytest.importorskip("otter", reason="Otter-Grader is in the test extra: pip install -e '.[test]'")
+    from vaelab.checks.otter_plugin import check_message
+
+    report = (
+        "Trying:\n    vaelab.checks.check_kl_standard_normal(my_kl)\nExpecting:\n"
+        "    check_kl_standard_normal: passed (12 cases)\n" + "*" * 70 + "\nLine 2, in task2_kl 0\n"
+        "Failed example:\n    vaelab.checks.check_kl_standard_normal(my_kl)\nExpected:\n"
+        "    check_kl_standard_normal: passed (12 cases)\nGot:\n"
+        "    check_kl_standard_normal: FAILED on case 2 of 12: mu=0, logvar=1\n"
+        "      expected: [0.359141] shape (1,)\n      hint: the factor 1/2 is missing.\n"
+    )
+    assert check_message(report) == (
+        "check_kl_standard_normal: FAILED on case 2 of 12: mu=0, logvar=1\n"
+        "  expected: [0.359141] shape (1,)\n  hint: the factor 1/2 is missing."
+    )
+    # a test that is not a vaelab check keeps Otter's report
+    assert check_message("Failed example:\n    x\nExpected:\n    1\nGot:\n    2\n") is None
+
+
 def _with_new_task(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The template with NEW_TASK added before "Check your work", its test cell never executed."""
     name, check, fn = NEW_TASK

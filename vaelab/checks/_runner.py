@@ -21,9 +21,9 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 
@@ -74,7 +74,7 @@ class Hint:
     fix: str
 
 
-HintLike = Union[str, Hint, None]
+HintLike = str | Hint | None
 
 # Code in a hint: backticks, a module or method call, a function applied to something, an
 # assignment or equation (also +=), a Python power, indexing with [:, a derivative h'(a), the absolute
@@ -444,8 +444,11 @@ def as_output(
             case,
             expected=f"one tensor of shape {shape}",
             got=f"a tuple of {len(out)} items",
-            hint="return only the tensor (e.g. `return value`, not `return value, other`; "
-            "for vaelab.elbo take its `.elbo` field).",
+            hint=Hint(
+                kind="return only the tensor, not a tuple or a named tuple of several values.",
+                fix="return only the tensor (e.g. `return value`, not `return value, other`; "
+                "for vaelab.elbo take its `.elbo` field).",
+            ),
         )
     if not isinstance(out, torch.Tensor):
         raise Failure(

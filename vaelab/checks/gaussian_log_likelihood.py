@@ -4,8 +4,8 @@ catalogue of typical mistakes."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -101,9 +101,10 @@ def _gauss_generic(got: torch.Tensor, expected: torch.Tensor) -> str:
 def _float_logvar_hint(error: BaseException) -> str | None:
     text = str(error)
     if isinstance(error, TypeError) and "float" in text:
-        return (
-            "logvar may be a plain Python float (e.g. 0.0): convert it first with "
-            "logvar = torch.as_tensor(logvar, dtype=x.dtype)."
+        return Hint(
+            kind="logvar may be a plain Python float; convert it to a tensor before using tensor operations on it.",
+            fix="logvar may be a plain Python float (e.g. 0.0): convert it first with "
+            "logvar = torch.as_tensor(logvar, dtype=x.dtype).",
         )
     return None
 
