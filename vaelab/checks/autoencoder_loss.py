@@ -11,8 +11,8 @@ computed from the decoder's logits l so that it stays finite when sigmoid(l) rou
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

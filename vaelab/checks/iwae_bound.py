@@ -4,8 +4,8 @@ typical mistakes."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 

@@ -14,8 +14,8 @@ which tends to the straight line (1 - t) z_a + t z_b as omega -> 0 (parallel cod
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
