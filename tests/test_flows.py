@@ -182,7 +182,9 @@ def test_gaussian_objectives_are_unchanged():
 def test_errors_name_the_fix():
     model = _flow_vae()
     x = torch.rand(2, 10).round().double()
-    with pytest.raises(ValueError, match="kl='analytic' needs a closed-form KL.*FlowPosterior.*StandardNormalPrior.*kl='mc'"):
+    with pytest.raises(
+        ValueError, match="kl='analytic' needs a closed-form KL.*FlowPosterior.*StandardNormalPrior.*kl='mc'"
+    ):
         vaelab.elbo(model, x, kl="analytic")
     with pytest.raises(ValueError, match="n_flows must be an integer >= 1"):
         PlanarFlowEncoder(vaelab.MLPEncoder(10, 4, 2), n_flows=0)

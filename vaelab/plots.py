@@ -4,7 +4,6 @@ test inspects it) and keeps its width at most 8 inches so it fits the page."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,9 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .core.model import VAE
-
-if TYPE_CHECKING:  # only a type: plots does not need the training loop
-    from .train.training import History
+from .train.training import History
 
 __all__ = [
     "image_grid",

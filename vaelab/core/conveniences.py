@@ -1,22 +1,45 @@
 """What a trained VAE is asked for in the chapters beyond its objective: the posterior mean as a
-2-D embedding, reconstructions, decoded means of given codes, interpolations, its device.
-``vaelab.VAE`` inherits these methods; they need the model's ``encode``, ``decode`` and ``likelihood``."""
+2-D embedding, reconstructions, decoded means of given codes, interpolations, its device and latent
+size. ``vaelab.VAE`` inherits these methods; they need the model's ``encode``, ``decode``,
+``likelihood`` and ``prior``. ``LatentModel`` (latent_dim, device) and ``with_prior`` serve every model
+that holds a prior: the VAE, the conditional VAE and its views."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import nn
 
 from .validation import check_model_input, check_positive_int, check_tensor
 
-__all__ = ["VAEConveniences"]
+__all__ = ["LatentModel", "VAEConveniences", "with_prior"]
 
 
-class VAEConveniences:
-    """Convenience methods of ``vaelab.VAE`` (a mix-in: it has no state of its own)."""
+def with_prior(model: nn.Module, prior: nn.Module | None, latent_dim: int, default: type) -> nn.Module:
+    """``prior``, or ``default(latent_dim)`` (N(0, I)) when it is None, moved to the device and dtype of
+    ``model``'s parameters so that its draws match the networks'."""
+    prior = prior if prior is not None else default(latent_dim)
+    param = next(model.parameters(), None)
+    return prior if param is None else prior.to(device=param.device, dtype=param.dtype)
+
+
+class LatentModel:
+    """``latent_dim`` (the prior's) and ``device`` (the parameters') of a model that holds ``prior``."""
+
+    prior: Any
+
+    @property
+    def latent_dim(self) -> int:
+        return self.prior.latent_dim
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return next(self.parameters()).device  # type: ignore[attr-defined]
+
+
+class VAEConveniences(LatentModel):
+    """Convenience methods of ``vaelab.VAE`` (a mix-in: it has no state of its own)."""
 
     @torch.no_grad()
     def posterior_mean(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .conveniences import VAEConveniences
+from .conveniences import VAEConveniences, with_prior
 from .generative import Likelihood, StandardNormalPrior
 from .recognition import DiagonalGaussian
 
@@ -23,7 +23,7 @@ class VAE(VAEConveniences, nn.Module):
     encoder: x -> (mu, logvar); decoder: z -> likelihood parameters; likelihood: log p(x|z);
     prior: log p(z) and samples. The objectives (ELBO, importance-weighted bound) live in
     ``vaelab.core.objectives``; this class only holds the parts (plus ``VAEConveniences``: posterior_mean,
-    reconstruct, decode_mean, interpolate, device).
+    reconstruct, decode_mean, interpolate, device, latent_dim).
     """
 
     def __init__(
@@ -31,7 +31,7 @@ class VAE(VAEConveniences, nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         likelihood: Likelihood,
-        prior: StandardNormalPrior | None = None,
+        prior: nn.Module | None = None,
         config: Any = None,
     ) -> None:
         super().__init__()
@@ -39,15 +39,8 @@ class VAE(VAEConveniences, nn.Module):
         self.decoder = decoder
         self.likelihood = likelihood
         latent_dim = getattr(decoder, "latent_dim", None) or encoder.latent_dim
-        self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
-        param = next(self.parameters(), None)
-        if param is not None:  # the prior's draws in the networks' device and dtype
-            self.prior.to(device=param.device, dtype=param.dtype)
+        self.prior = with_prior(self, prior, latent_dim, StandardNormalPrior)  # N(0, I) unless given
         self.config = config
-
-    @property
-    def latent_dim(self) -> int:
-        return self.prior.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters (mu, logvar) of q(z|x), each (batch, latent_dim)."""

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.conveniences import LatentModel, with_prior
 from ..core.generative import BernoulliLikelihood, Likelihood, MLPDecoder, StandardNormalPrior
 from ..core.recognition import DiagonalGaussian, MLPEncoder
 from ..core.validation import check_positive_int
@@ -103,7 +104,7 @@ class _Given(nn.Module):
         return self.labelled(v, self.y_onehot)
 
 
-class ConditionedVAE(nn.Module):
+class ConditionedVAE(LatentModel, nn.Module):
     """The view ``ConditionalVAE.given(y)``: a VAE of p(x|y) for fixed labels y, sharing the
     conditional model's parameters. posterior(x) = q(z|x, y); decode(z) = the decoder's output for
     [z, onehot(y)]; likelihood and prior are the model's."""
@@ -115,14 +116,6 @@ class ConditionedVAE(nn.Module):
         self.likelihood = model.likelihood
         self.prior = model.prior
         self.y_onehot = y_onehot
-
-    @property
-    def latent_dim(self) -> int:
-        return self.prior.latent_dim
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def _check_rows(self, name: str, rows: int) -> None:
         if self.y_onehot.dim() == 2 and len(self.y_onehot) != rows:
@@ -158,7 +151,7 @@ class ConditionedVAE(nn.Module):
         return self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
 
 
-class ConditionalVAE(nn.Module):
+class ConditionalVAE(LatentModel, nn.Module):
     """p(z) p(x|z, y) with recognition model q(z|x, y), for flattened data x: (batch, D) and labels
     y in 0..n_classes-1 (Sohn et al. 2015).
 
@@ -174,7 +167,7 @@ class ConditionalVAE(nn.Module):
         decoder: nn.Module,
         likelihood: Likelihood,
         n_classes: int = 10,
-        prior: StandardNormalPrior | None = None,
+        prior: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.n_classes = check_positive_int("n_classes", n_classes)
@@ -187,18 +180,7 @@ class ConditionalVAE(nn.Module):
                 f"the encoder's latent_dim ({encoder.latent_dim}) must equal the decoder's latent_dim "
                 f"minus n_classes ({latent_dim}); build the decoder with latent_dim + n_classes inputs."
             )
-        self.prior = prior if prior is not None else StandardNormalPrior(latent_dim)
-        param = next(self.parameters(), None)
-        if param is not None:
-            self.prior.to(device=param.device, dtype=param.dtype)
-
-    @property
-    def latent_dim(self) -> int:
-        return self.prior.latent_dim
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
+        self.prior = with_prior(self, prior, latent_dim, StandardNormalPrior)
 
     def given(self, y: int | torch.Tensor) -> ConditionedVAE:
         """The VAE of p(x|y): y an int (every row) or a (batch,) integer tensor (one label per row)."""
