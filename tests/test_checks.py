@@ -554,7 +554,7 @@ def test_checks_are_deterministic_and_leave_the_global_random_state_alone():
 
 
 def test_summary_lists_what_still_fails():
-    good = checks.check_kl_standard_normal(vaelab.kl_standard_normal)
+    good = checks.check_kl_standard_normal(vaelab.kl_standard_normal, allow=True)
     bad = checks.check_iwae_bound(stub)
     assert repr(checks.summary(good, good)) == "summary: all 2 checks passed"
     combined = checks.summary([good, bad])

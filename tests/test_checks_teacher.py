@@ -191,6 +191,16 @@ def test_calling_vaelab_kl_fails_check_kl_with_a_clear_message():
     assert checks.check_kl_standard_normal(my_kl, allow=["vaelab.kl_standard_normal"])
 
 
+def test_the_ready_made_function_handed_in_itself_is_refused():
+    import functools
+
+    my_kl = vaelab.kl_standard_normal
+    for fn in (my_kl, functools.partial(my_kl)):
+        result = checks.check_kl_standard_normal(fn)
+        assert not result and "not allowed in this task" in result.message
+    assert checks.check_kl_standard_normal(my_kl, allow=True)
+
+
 def test_a_function_imported_by_name_is_refused_too():
     from vaelab import kl_standard_normal as kl
 
