@@ -479,6 +479,10 @@ def test_a_learning_rate_schedule_and_adam_settings_match_torch_adam_switched_by
         ({"lr_schedule": [1e-3]}, "epochs >= 1 and lr > 0"),
         ({"lr_schedule": "1e-3"}, "list of \\(epochs, lr\\) pairs"),
         ({"lr_schedule": [(1, 1e-3)], "lr": 1e-2}, "give the schedule alone"),
+        ({"lr_schedule": [(1, 1e-2)], "lr": 1e-3}, "give the schedule alone"),  # the default's value, given
+        ({"kl_warmup_epochs": 2, "objective": vaelab.IWAEObjective(2)}, "kl_warmup_epochs=2 weighs a KL term"),
+        ({"kl": "exact"}, "kl must be one of 'auto', 'analytic', 'mc'; got 'exact'"),
+        ({"objective": "iwae"}, "objective must be 'elbo' or an objective object"),
         ({"adam_betas": (0.9, 1.0)}, "adam_betas\\[1\\] must be a finite number >= 0 and < 1, got 1.0"),
         ({"adam_betas": 0.9}, "adam_betas must be two numbers"),
         ({"adam_eps": 0.0}, "adam_eps must be a finite number > 0"),

@@ -164,6 +164,13 @@ BAD_INPUTS = [
     ("prior-latent-0", lambda: StandardNormalPrior(0), ValueError, r"latent_dim"),
     ("hidden-0", lambda: build_vae(hidden_dim=0), ValueError, r"hidden_dim"),
     ("side-0", lambda: VAEConfig(side=0), ValueError, r"side must be an integer >= 1"),
+    (
+        "build-unknown-setting",
+        lambda: build_vae(input_dim=12),
+        TypeError,
+        r"unknown VAE setting 'input_dim'; the settings are latent_dim, hidden_dim, .*side.*prior",
+    ),
+    ("config-prior", lambda: VAEConfig(prior="mixture"), ValueError, r"prior must be one of 'standard_normal', "),
     ("conv-side-30", lambda: build_vae(architecture="conv", side=30), ValueError, r"divisible by 4"),
     ("iwae-k-0", lambda: iwae_bound(model(), x(), 0), ValueError, r"k must be an integer >= 1, got 0; use k=1"),
     ("iwae-k-negative", lambda: iwae_bound(model(), x(), -3), ValueError, r"k must be an integer >= 1"),
