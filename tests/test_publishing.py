@@ -307,4 +307,4 @@ def test_wheel_metadata_version_and_urls_come_from_their_one_place(dist):
     packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "vaelab").rglob("__init__.py")}
     assert packages <= {n.rsplit("/", 1)[0] for n in names}
     assert not [n for n in names if n.startswith(("tests/", "book/", "benchmarks/"))]
-    assert meta["License-Expression"] == "MIT" and meta["Requires-Python"] == ">=3.9"
+    assert meta["License-Expression"] == "MIT" and meta["Requires-Python"] == ">=3.10"
