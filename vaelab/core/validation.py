@@ -128,14 +128,15 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 def check_integer(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as int if it is an integer in [low, high] (either bound may be open), else raise
     a clear error."""
+    is_integer = isinstance(value, int) or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+    if is_integer and not isinstance(value, bool) and (low is None or value >= low) and (high is None or value <= high):
+        return int(value)  # the common case first: no message is built
     expected = "an integer" + (f" from {low} to {high}" if low is not None and high is not None else "")
     expected += f" >= {low}" if low is not None and high is None else ""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer or isinstance(value, bool):
         raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}).")
-    if (low is not None and value < low) or (high is not None and value > high):
-        fix = f"; use {name}={low} or more" if low is not None and high is None else ""
-        raise ValueError(f"{name} must be {expected}, got {value}{fix}.")
-    return int(value)
+    fix = f"; use {name}={low} or more" if low is not None and high is None else ""
+    raise ValueError(f"{name} must be {expected}, got {value}{fix}.")
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -154,18 +155,20 @@ def check_number(
 ) -> float:
     """Return ``value`` as float if it is a finite real number in the range (by default >= 0), else raise
     a clear error that names the range."""
+    real = isinstance(value, (float, int)) or isinstance(value, numbers.Real)
+    if real and not isinstance(value, bool):
+        number = float(value)
+        below = low is not None and (number < low if low_inclusive else number <= low)
+        above = high is not None and (number > high if high_inclusive else number >= high)
+        if math.isfinite(number) and not below and not above:
+            return number  # the common case first: no message is built
     parts = ([f"{'>=' if low_inclusive else '>'} {low:g}"] if low is not None else []) + (
         [f"{'<=' if high_inclusive else '<'} {high:g}"] if high is not None else []
     )
     expected = "a finite number" + (" " + " and ".join(parts) if parts else "") + unit
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not real or isinstance(value, bool):
         raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}).")
-    number = float(value)
-    below = low is not None and (number < low if low_inclusive else number <= low)
-    above = high is not None and (number > high if high_inclusive else number >= high)
-    if not math.isfinite(number) or below or above:
-        raise ValueError(f"{name} must be {expected}, got {number}.")
-    return number
+    raise ValueError(f"{name} must be {expected}, got {float(value)}.")
 
 
 def check_nonnegative(name: str, value: object, unit: str = "") -> float:

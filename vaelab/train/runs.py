@@ -511,12 +511,10 @@ class Run:
     def record_step(self, epoch: int, step: int, loss: torch.Tensor, terms: Any) -> None:
         """Keep the step's loss and the batch sums of the objective's per-example terms (every field of
         ``terms`` that is a (batch,) tensor); stop on NaN/Inf."""
-        names = [
-            name for name, value in terms._asdict().items() if isinstance(value, torch.Tensor) and value.dim() == 1
-        ]
-        if self._record is None:
-            self._terms = names
-            self._record = torch.zeros(self.steps_per_epoch, 1 + len(names), device=self.device)
+        if self._record is None:  # the first step of an epoch: which terms the objective reports
+            fields = terms._asdict().items()
+            self._terms = [name for name, value in fields if isinstance(value, torch.Tensor) and value.dim() == 1]
+            self._record = torch.zeros(self.steps_per_epoch, 1 + len(self._terms), device=self.device)
         with torch.no_grad():
             values = [getattr(terms, name).sum() for name in self._terms]
             torch.stack((loss.detach(), *values), out=self._record[step])
