@@ -2,9 +2,9 @@
 
 Parts: ``priors`` (learnable priors beyond N(0, I), with their KL registrations), ``likelihoods``
 (the Gaussian likelihood of chapter 6, beside the core's Bernoulli), likelihoods for grey pixels
-(``continuous_bernoulli``, ``discretized_logistic``, ``dequantization``, with the 8-bit conventions of
-``pixel_levels``), ``architectures`` (the convolutional encoder and decoder). Models: ``config`` (``VAEConfig`` and ``build_vae``: the standard
-combinations a checkpoint can rebuild), ``autoencoder`` (chapter 2), ``linear_gaussian`` (the exact
-model of chapter 3), ``conditional`` (the conditional VAE and M2 of chapter 11), ``flows`` (planar
-flows on q(z|x), chapter 11).
+(``continuous_bernoulli``, ``discretized_logistic``, ``dequantization``, with the 8-bit conventions
+of ``pixel_levels``), ``architectures`` (the convolutional encoder and decoder). Models: ``config``
+(``VAEConfig`` and ``build_vae``: the standard combinations a checkpoint can rebuild),
+``autoencoder`` (chapter 2), ``linear_gaussian`` (the exact model of chapter 3), ``conditional``
+(the conditional VAE and M2 of chapter 11), ``flows`` (planar flows on q(z|x), chapter 11).
 """
