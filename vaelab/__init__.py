@@ -43,7 +43,7 @@ from .data import (
     verify_fashion_mnist_files,
     verify_mnist_files,
 )
-from .diagnostics import encode_dataset, latent_summary, rate_distortion
+from .diagnostics import active_units, encode_dataset, latent_summary, rate_distortion
 from .estimators import IWAEObjective
 from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
 from .estimators.gradients import kl_monte_carlo
@@ -54,8 +54,8 @@ from .models.dequantization import Dequantized, bits_per_dim, dequantize
 from .models.discretized_logistic import DiscretizedLogisticLikelihood, DiscretizedLogisticMixtureLikelihood
 from .models.likelihoods import GaussianLikelihood, gaussian_log_prob
 from .models.linear_gaussian import AffineEncoder, LinearGaussianModel
-from .models.priors import GaussianPrior
-from .notebook import benchmark_results, quick_mode, setup
+from .models.priors import GaussianPrior, MixtureOfGaussiansPrior, VampPrior
+from .notebook import benchmark_results, glue, quick_mode, setup
 from .train.checkpoint import load_checkpoint, load_model, restore_model, save_checkpoint
 from .train.training import ELBO, History, NonFiniteLossError, TrainingDivergedError, fit
 from .utils.devices import resolve_device
@@ -63,6 +63,7 @@ from .utils.devices import resolve_device
 __version__ = "0.1.0"
 
 __all__ = [
+    "active_units",
     "AffineEncoder",
     "benchmark_results",
     "bernoulli_log_prob",
@@ -106,8 +107,10 @@ __all__ = [
     "log_importance_weights",
     "log_likelihood_estimate",
     "MLPDecoder",
+    "MixtureOfGaussiansPrior",
     "MLPEncoder",
     "NonFiniteLossError",
+    "glue",
     "quick_mode",
     "rate_distortion",
     "register_kl",
@@ -122,6 +125,7 @@ __all__ = [
     "training_loss",
     "TrainingDivergedError",
     "VAE",
+    "VampPrior",
     "VAEConfig",
     "verify_fashion_mnist_files",
     "verify_mnist_files",

@@ -28,6 +28,19 @@ __all__ = ["main"]
 PROG = "python -m vaelab"
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 OUTPUTS = ("model.ckpt", "history.json", "samples.png")
+# vaelab.models.config.LIKELIHOODS (typed here so that --help needs no torch; a test checks they agree)
+LIKELIHOODS = (
+    "bernoulli",
+    "gaussian",
+    "continuous_bernoulli",
+    "dequantized_gaussian",
+    "dequantized_continuous_bernoulli",
+    "discretized_logistic",
+    "logistic_mixture",
+)
+GREY_LIKELIHOODS = LIKELIHOODS[2:]  # models of grey pixels: never binarized data
+LEVEL_LIKELIHOODS = LIKELIHOODS[3:]  # probabilities of the 256 levels (or bounds on them): bits per dimension
+DATASETS = {"mnist": "load_mnist", "fashion_mnist": "load_fashion_mnist"}
 
 
 class UsageError(Exception):
@@ -90,21 +103,36 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="encoder and decoder kind")
     train.add_argument(
         "--likelihood",
-        choices=["bernoulli", "gaussian"],
+        choices=LIKELIHOODS,
         default="bernoulli",
-        help="p(x|z): Bernoulli logits or Gaussian means",
+        help="p(x|z): Bernoulli logits, Gaussian means, or a likelihood of grey pixels (chapter 14: "
+        "continuous Bernoulli, dequantized densities, discretized logistic and its mixture)",
+    )
+    train.add_argument(
+        "--mixture-components", type=_positive, default=5, help="logistics per pixel of --likelihood logistic_mixture"
+    )
+    train.add_argument(
+        "--dataset", choices=list(DATASETS), default="mnist", help="the images: MNIST digits or Fashion-MNIST clothes"
     )
     train.add_argument(
         "--prior",
-        choices=["standard_normal", "gaussian"],
+        choices=["standard_normal", "gaussian", "mixture", "vamp"],
         default="standard_normal",
-        help="p(z): N(0, I), or a learnable Gaussian N(m, diag(s^2))",
+        help="p(z): N(0, I), a learnable Gaussian N(m, diag(s^2)), a learnable mixture of 10 Gaussians, or the "
+        "VampPrior (500 learned pseudo-inputs)",
+    )
+    train.add_argument(
+        "--layers",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="stochastic layers: 2 is Burda et al.'s 784-(200-200)-100-(100-100)-50 tanh model (p(z2) = N(0, I))",
     )
     train.add_argument(
         "--binarization",
         choices=["auto", "none", "dynamic", "static"],
         default="auto",
-        help="how pixels are binarized; auto: dynamic for bernoulli, none for gaussian",
+        help="how pixels are binarized; auto: dynamic for bernoulli, none (grey pixels) for the others",
     )
     train.add_argument(
         "--epochs",
@@ -125,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data-root",
         default=None,
-        help="folder holding MNIST/raw (not given: $VAELAB_DATA, else ~/.cache/vaelab, downloading there)",
+        help="folder holding MNIST/raw or FashionMNIST/raw (not given: $VAELAB_DATA, else ~/.cache/vaelab, "
+        "downloading there)",
     )
     train.add_argument("--out", default="runs/default", help="output folder")
     train.add_argument(
@@ -150,7 +179,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     evaluate.add_argument(
-        "--data-root", default=None, help="folder holding MNIST/raw (not given: $VAELAB_DATA, else ~/.cache/vaelab)"
+        "--data-root",
+        default=None,
+        help="folder holding MNIST/raw or FashionMNIST/raw (not given: $VAELAB_DATA, else ~/.cache/vaelab)",
+    )
+    evaluate.add_argument(
+        "--dataset",
+        choices=["auto", *DATASETS],
+        default="auto",
+        help="the test images; auto: the data set the checkpoint was trained on (recognized by its test pixels)",
     )
     evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the test binarization and the samples")
     return parser
@@ -218,6 +255,8 @@ _FLAGS = {
     "model.architecture": "--architecture",
     "model.likelihood": "--likelihood",
     "model.prior": "--prior",
+    "model.layers": "--layers",
+    "model.mixture_components": "--mixture-components",
 }
 
 
@@ -267,6 +306,20 @@ def _device(name: str) -> Any:
         raise UsageError(cli_message(err)) from None
 
 
+def _checked_layers(args: argparse.Namespace) -> int:
+    """--layers, with the flags the two-layer model fixes (Burda et al.'s sizes, p(z2) = N(0, I))."""
+    if args.layers == 2:
+        fixed = {"--architecture": (args.architecture, "mlp"), "--prior": (args.prior, "standard_normal")}
+        fixed.update({"--latent-dim": (args.latent_dim, 20), "--hidden-dim": (args.hidden_dim, 400)})
+        given = [f"{flag} {value}" for flag, (value, default) in fixed.items() if value != default]
+        if given:
+            raise UsageError(
+                f"--layers 2 is Burda et al.'s two-layer MLP with fixed sizes (784-200-200-100, 100-100-100-50) "
+                f"and p(z2) = N(0, I), so {', '.join(given)} does not apply; leave those flags out, or use --layers 1."
+            )
+    return args.layers
+
+
 def _train(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
@@ -276,6 +329,12 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     if args.binarization == "auto":
         args.binarization = "dynamic" if args.likelihood == "bernoulli" else "none"
+    if args.likelihood in GREY_LIKELIHOODS and args.binarization != "none":
+        raise UsageError(
+            f"--likelihood {args.likelihood} is a model of grey pixels (the 256 levels k/255), but "
+            f"--binarization {args.binarization} makes every pixel 0 or 1; use --binarization none (or auto), "
+            "or --likelihood bernoulli for binarized images."
+        )
     device = _device(args.device)
     config = VAEConfig(
         latent_dim=args.latent_dim,
@@ -283,6 +342,8 @@ def _train(args: argparse.Namespace) -> int:
         architecture=args.architecture,
         likelihood=args.likelihood,
         prior=args.prior,
+        mixture_components=args.mixture_components,
+        layers=_checked_layers(args),
     )
     _check_out_folder(out, args.overwrite)
     checkpoint = out / "model.ckpt"
@@ -329,7 +390,7 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
     matplotlib.use("Agg")
     import torch
 
-    from .data import load_mnist
+    from . import data
     from .models.config import build_vae
     from .plots import image_grid
     from .train.checkpoint import atomic_write
@@ -337,8 +398,9 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
     from .train.training import fit
 
     checkpoint = out / "model.ckpt"
-    train = load_mnist("train", args.data_root, args.binarization, device, limit=args.limit, seed=args.seed)
-    test = load_mnist("test", args.data_root, args.binarization, device, seed=args.seed)
+    load = getattr(data, DATASETS[args.dataset])
+    train = load("train", args.data_root, args.binarization, device, limit=args.limit, seed=args.seed)
+    test = load("test", args.data_root, args.binarization, device, seed=args.seed)
     torch.manual_seed(args.seed)
     model = build_vae(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -389,6 +451,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"checkpoint {path} does not exist; check the path, or train first with {PROG} train --out FOLDER."
         )
     model, state = load_model(path, device)
+    args.device_resolved = device
     binarization = state.get("run", {}).get("binarization", "none")
     conventions = {
         "none": "grey pixels",
@@ -403,10 +466,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .data import load_mnist
     from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
+    from .models.dequantization import bits_per_dim
 
-    test = load_mnist("test", args.data_root, "none", device, limit=args.limit)
+    dataset, test = _test_set(path, state, args)
+    if args.limit is not None:
+        test = test.take(min(args.limit, len(test)))
     if binarization in ("dynamic", "static"):
         test = test.fixed_binarization(args.seed)
     dtype = next(model.parameters()).dtype  # a float64 checkpoint is evaluated in float64
@@ -421,10 +486,35 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{path} gives a test ELBO of {test_elbo} and log p(x) of {log_px}: the model is not "
             "usable; evaluate an earlier checkpoint (model.ckpt.prev) or train again."
         )
-    print(f"test images: {len(test)}  ({conventions[binarization]})")
+    print(f"test images: {len(test)} of {dataset}  ({conventions[binarization]})")
     print(f"test ELBO:                {test_elbo:.2f} nats per image")
     print(f"log p(x) estimate (k={args.k}): {log_px:.2f} nats per image  (NLL {-log_px:.2f})")
+    if model.config is not None and model.config.likelihood in LEVEL_LIKELIHOODS:
+        print(f"bits per dimension:       {bits_per_dim(log_px, test.images.shape[1]):.4f}  (from the estimate)")
     return 0
+
+
+def _test_set(path: Path, state: dict[str, Any], args: argparse.Namespace) -> tuple[str, Any]:
+    """(data set name, its grey test set) for ``evaluate``: --dataset, or with auto the data set whose test
+    pixels, as ``fit`` saw them, match the checkpoint's fingerprint (MNIST when it records none)."""
+    from . import data
+    from .train.runs import _fingerprint
+
+    run = state.get("run", {})
+    candidates = list(DATASETS) if args.dataset == "auto" else [args.dataset]
+    for name in candidates:
+        test = getattr(data, DATASETS[name])("test", args.data_root, "none", args.device_resolved)
+        if "test_pixels" not in run or args.dataset != "auto":
+            return name, test
+        seen = test.fixed_binarization(run.get("seed", 0)) if run.get("binarization") == "dynamic" else test
+        if run.get("binarization") == "static":
+            seen = test.fixed_binarization(run.get("seed", 0))
+        if _fingerprint(seen.images) == run["test_pixels"]:
+            return name, test
+    raise UsageError(
+        f"{path} was trained on test images that are neither MNIST's nor Fashion-MNIST's (as found under the data "
+        "root); pass --dataset mnist or --dataset fashion_mnist to evaluate it anyway, or check --data-root."
+    )
 
 
 # ----------------------------------------------------------------------------- main

@@ -11,13 +11,14 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .utils.devices import resolve_device
 
-__all__ = ["quick_mode", "setup", "QUICK_ENV", "benchmark_results", "raw_repository_url"]
+__all__ = ["quick_mode", "setup", "glue", "QUICK_ENV", "benchmark_results", "raw_repository_url"]
 
 QUICK_ENV = "VAELAB_QUICK"
 
@@ -36,6 +37,39 @@ def setup(seed: int = 0, device: str | torch.device = "auto") -> torch.device:
 
     plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.5, 4.0), "savefig.bbox": "tight"})
     return resolve_device(device)
+
+
+def glue(name: str, value: Any, fmt: str | None = None) -> Any:
+    """Store ``value`` under ``name`` for the chapter's prose, which shows it with the myst-nb role
+    {glue:text}`name` (or {glue:text}`name:.2f` to format a number there); returns ``value`` unchanged.
+
+    With myst-nb (the book's build) this calls ``myst_nb.glue(name, shown, display=False)``, where
+    ``shown`` is ``format(value, fmt)`` when ``fmt`` is given (e.g. ",.0f") and ``value`` otherwise.
+    Without myst-nb (Colab) it shows nothing and still returns the value, so a cell can read
+    ``nll = vaelab.glue("ch14-nll", -log_px, ".2f")``.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string (the glue key the prose uses), got {name!r}.")
+    shown = value if fmt is None else _Text(format(value, fmt))
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, shown, display=False)
+    return value
+
+
+class _Text:
+    """Formatted text that Jupyter shows as itself (a plain str would be shown with its quotes)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.text)
 
 
 def benchmark_results(name: str, branch: str = "main") -> dict:

@@ -40,16 +40,18 @@ class ConvEncoder(GaussianEncoder):
 
 
 class ConvDecoder(nn.Module):
-    """latent_dim -> dense hidden_dim -> 64 x side/4 x side/4 -> transposed convs -> 1 x side x side,
-    flattened to (..., side * side)."""
+    """latent_dim -> dense hidden_dim -> 64 x side/4 x side/4 -> transposed convs -> channels x side x side,
+    flattened to (..., channels * side * side): one map per likelihood parameter of a pixel
+    (``channels = likelihood.params_per_pixel``, 1 for the Bernoulli), map by map."""
 
-    def __init__(self, latent_dim: int = 20, side: int = 28, hidden_dim: int = 256) -> None:
+    def __init__(self, latent_dim: int = 20, side: int = 28, hidden_dim: int = 256, channels: int = 1) -> None:
         super().__init__()
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         if side % 4:
             raise ValueError(f"side must be divisible by 4, got {side}; MNIST uses side=28.")
         self.side = side
-        self.output_dim = side * side
+        self.channels = check_positive_int("channels", channels)
+        self.output_dim = channels * side * side
         self.dense = nn.Sequential(
             nn.Linear(latent_dim, check_positive_int("hidden_dim", hidden_dim)),
             nn.ReLU(),
@@ -59,10 +61,10 @@ class ConvDecoder(nn.Module):
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
             nn.ReLU(),
-            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (..., latent_dim) -> likelihood parameters (..., side * side)."""
+        """z: (..., latent_dim) -> likelihood parameters (..., channels * side * side)."""
         h = self.dense(z.reshape(-1, self.latent_dim)).view(-1, 64, self.side // 4, self.side // 4)
         return self.deconv(h).view(*z.shape[:-1], self.output_dim)
