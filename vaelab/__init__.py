@@ -10,7 +10,7 @@ The package is laid out by what a reader looks for; every import points down thi
 * ``vaelab.data``: MNIST and Fashion-MNIST as tensors in memory (``ImageData``).
 * ``vaelab.models``: parts and models built on the core: learnable ``priors``, ``likelihoods`` for
   grey pixels, ``architectures``, ``config`` (``build_vae``), ``autoencoder``, ``linear_gaussian``,
-  ``conditional``, ``flows``.
+  ``conditional``, ``flows``, ``hierarchical`` (two stochastic layers).
 * ``vaelab.estimators``: log p(x) over a data set (``evaluation``, with the ``bernoulli_mlp``
   shortcut), training on L_k and its gradient estimators (``iwae``), chapter 5's ``gradients``.
 * ``vaelab.train``: ``fit`` and its ``History`` (``training``), resuming (``runs``), ``checkpoint``.
