@@ -15,6 +15,8 @@ import re
 import pytest
 import test_checks  # noqa: E402 - the tests folder is on sys.path (pytest's rootdir-relative import)
 import test_checks_autoencoder_loss
+import test_checks_bits_per_dim
+import test_checks_discretized_logistic
 import test_checks_effective_sample_size
 import test_checks_free_bits
 import test_checks_gradient_snr
@@ -41,6 +43,8 @@ CATALOGUES = {
     "check_gradient_snr": test_checks_gradient_snr.MISTAKES,
     "check_planar_log_det": test_checks_planar_log_det.MISTAKES,
     "check_slerp": test_checks_slerp.MISTAKES,
+    "check_discretized_logistic": test_checks_discretized_logistic.MISTAKES,
+    "check_bits_per_dim": test_checks_bits_per_dim.MISTAKES,
 }
 CASES = [(check, name) for check, catalogue in CATALOGUES.items() for name in catalogue]
 

@@ -44,6 +44,10 @@ it was.
   parameter, (n_params,) (Rainforth et al. 2018's signal-to-noise ratio).
 * ``check_planar_log_det(fn)``: fn(z, u_hat, w, b) -> log |det df/dz| of the planar map
   f(z) = z + u_hat tanh(w^T z + b), (batch,) (chapter 11).
+* ``check_discretized_logistic(fn)``: fn(x, mean, log_scale) -> sum_i log P(x_i), the discretized
+  logistic's log-probability of the 8-bit levels x = k/255, (batch,) (chapter 14).
+* ``check_bits_per_dim(fn)``: fn(log_px, num_dims, density) -> -log P(x) / (D log 2), a density at
+  the dequantized pixels first moved by - D log 256, shape of log_px (chapter 14).
 
 Layout: ``_runner.py`` holds ``CheckResult``, ``summary`` and the helpers a check is built from
 (``run_check``, ``Runner``, ``Failure``, ``as_output``, ``compare``, ``grad_check``, ...); each
@@ -72,6 +76,8 @@ from __future__ import annotations
 from ._runner import DEFAULT_HINT, HINT_LEVELS, CheckResult, summary
 from .autoencoder_loss import check_autoencoder_loss
 from .bernoulli_log_likelihood import check_bernoulli_log_likelihood
+from .bits_per_dim import check_bits_per_dim
+from .discretized_logistic import check_discretized_logistic
 from .effective_sample_size import check_effective_sample_size
 from .elbo import check_elbo
 from .free_bits import check_free_bits_kl
@@ -99,5 +105,7 @@ __all__ = [
     "check_free_bits_kl",
     "check_gradient_snr",
     "check_planar_log_det",
+    "check_discretized_logistic",
+    "check_bits_per_dim",
     "summary",
 ]
