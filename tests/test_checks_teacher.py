@@ -18,8 +18,10 @@ import test_checks_autoencoder_loss
 import test_checks_bits_per_dim
 import test_checks_discretized_logistic
 import test_checks_effective_sample_size
+import test_checks_elbo_decomposition
 import test_checks_free_bits
 import test_checks_gradient_snr
+import test_checks_mixture_log_prob
 import test_checks_planar_log_det
 import test_checks_slerp
 import torch
@@ -45,6 +47,8 @@ CATALOGUES = {
     "check_slerp": test_checks_slerp.MISTAKES,
     "check_discretized_logistic": test_checks_discretized_logistic.MISTAKES,
     "check_bits_per_dim": test_checks_bits_per_dim.MISTAKES,
+    "check_mixture_log_prob": test_checks_mixture_log_prob.MISTAKES,
+    "check_elbo_decomposition": test_checks_elbo_decomposition.MISTAKES,
 }
 CASES = [(check, name) for check, catalogue in CATALOGUES.items() for name in catalogue]
 

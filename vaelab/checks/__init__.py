@@ -48,6 +48,10 @@ it was.
   logistic's log-probability of the 8-bit levels x = k/255, (batch,) (chapter 14).
 * ``check_bits_per_dim(fn)``: fn(log_px, num_dims, density) -> -log P(x) / (D log 2), a density at
   the dequantized pixels first moved by - D log 256, shape of log_px (chapter 14).
+* ``check_mixture_log_prob(fn)``: fn(z, logits, means, logvars) -> log sum_k pi_k N(z | m_k,
+  diag(exp(logvar_k))) with pi = softmax(logits), (batch,), by log-sum-exp (chapter 12's learned prior).
+* ``check_elbo_decomposition(fn)``: fn(z, mu, logvar) -> (mutual_information, marginal_kl), Hoffman and
+  Johnson (2016)'s split of the average KL into I_q(x; z) and KL(q(z) || p(z)) over N images (chapter 12).
 
 Layout: ``_runner.py`` holds ``CheckResult``, ``summary`` and the helpers a check is built from
 (``run_check``, ``Runner``, ``Failure``, ``as_output``, ``compare``, ``grad_check``, ...); each
@@ -80,11 +84,13 @@ from .bits_per_dim import check_bits_per_dim
 from .discretized_logistic import check_discretized_logistic
 from .effective_sample_size import check_effective_sample_size
 from .elbo import check_elbo
+from .elbo_decomposition import check_elbo_decomposition
 from .free_bits import check_free_bits_kl
 from .gaussian_log_likelihood import check_gaussian_log_likelihood
 from .gradient_snr import check_gradient_snr
 from .iwae_bound import check_iwae_bound
 from .kl_standard_normal import check_kl_standard_normal
+from .mixture_log_prob import check_mixture_log_prob
 from .planar_log_det import check_planar_log_det
 from .reparameterize import check_reparameterize
 from .slerp import check_slerp
@@ -107,5 +113,7 @@ __all__ = [
     "check_planar_log_det",
     "check_discretized_logistic",
     "check_bits_per_dim",
+    "check_mixture_log_prob",
+    "check_elbo_decomposition",
     "summary",
 ]
