@@ -225,3 +225,20 @@ def test_the_command_line_refuses_flags_the_two_layer_model_fixes(tmp_path, caps
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1
     assert "--prior vamp, --latent-dim 7 does not apply" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_the_command_line_trains_evaluates_and_resumes_the_two_layer_model(tmp_path, mnist_root, capsys, monkeypatch):
+    from vaelab.cli import main
+
+    monkeypatch.setenv("VAELAB_QUIET", "1")
+    out = str(tmp_path / "two")
+    flags = ["--layers", "2", "--limit", "300", "--device", "cpu", "--out", out]
+    assert main(["train", "--epochs", "1", *flags]) == 0
+    assert "test ELBO" in capsys.readouterr().out
+    assert vaelab.load_model(tmp_path / "two" / "model.ckpt")[0].config.layers == 2
+    assert main(["evaluate", f"{out}/model.ckpt", "--k", "5", "--limit", "20", "--device", "cpu"]) == 0
+    assert "log p(x) estimate (k=5)" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["train", "--epochs", "2", "--limit", "300", "--device", "cpu", "--out", out]) == 2  # --layers 1
+    assert "--layers 2 then, --layers 1 now" in capsys.readouterr().err
