@@ -84,6 +84,8 @@ def test_calibration_estimates_the_hours_of_the_run(tmp_path):
     ) / 3600
     assert calibration["estimated_hours"] == pytest.approx(expected, abs=0.01)
     assert calibration["passes"] == 4 and calibration["images_evaluated"] == 300
+    assert calibration["cpu_seconds_per_pass"] > 0 and calibration["cpu_seconds_per_image_of_L_k"] > 0
+    assert 0 <= calibration["estimated_hours_on_idle_cores"] <= 1
 
 
 def test_a_bad_flag_is_a_one_line_error_naming_it(tmp_path):
