@@ -15,6 +15,10 @@ to a ``Run``:
 * after each epoch it refuses to keep a diverged model (NaN/Inf weights, or a train ELBO 100 times
   worse than the untrained model's) and writes the checkpoint atomically, keeping the previous one.
 
+Trained by several processes (``vaelab.train.distributed``), the ``Run`` of rank 0 locks and writes the
+checkpoint, holding every rank's random state; each rank seeds torch's generator with seed + rank, and
+the epoch's train terms are summed over the ranks.
+
 Errors raised here carry two versions of their fix: ``str(err)`` in Python terms (a keyword of
 ``fit``) and ``err.cli_message`` in command-line terms (a flag), which the CLI prints.
 """
@@ -44,6 +48,7 @@ from .checkpoint import (
     save_checkpoint,
     stored_dtype,
 )
+from .distributed import Team
 
 __all__ = [
     "Run",
@@ -400,8 +405,13 @@ class Run:
         checkpoint: str | os.PathLike | None,
         resume: bool,
         progress: bool | None,
+        team: Team | None = None,
+        compiled: Any = None,
     ):
         self.model, self.optimizer, self.settings, self.history = model, optimizer, settings, history
+        self.team = team if team is not None else Team(next(model.parameters()).device)
+        self.compiled = compiled  # fit's CompiledObjective, if any: its compile time goes into the history
+        self.writer = self.team.rank == 0  # the process that writes the checkpoint and shows progress
         self.train, self.test = train, test
         self.epochs_wanted = epochs
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
@@ -413,7 +423,7 @@ class Run:
         self.saved_epoch: int | None = None  # the epoch of the checkpoint this run wrote or resumed from
         self.reference_loss: float | None = None  # the untrained model's loss, for the divergence check
         self.identity: dict[str, Any] | None = None
-        self._lock = checkpoint_lock(self.checkpoint)
+        self._lock = checkpoint_lock(self.checkpoint if self.writer else None)
         # checking isfinite costs a few small ops (and, on an accelerator, a host sync), so the
         # per-step losses are checked in blocks; the error still names the first bad step
         self._check_every = 10 if self.device.type == "cpu" else 50
@@ -428,17 +438,19 @@ class Run:
             found = None
             if self.checkpoint is not None:
                 self.identity = run_identity(self.model, self.train, self.test, self.settings)
+                if self.team.distributed:  # each rank draws its own noise: the number of ranks defines the run
+                    self.identity["world_size"] = self.team.world_size
                 if self.resume:
                     found = read_resumable(self.checkpoint, map_location=self.device)
             if found is not None:
                 self._resume(*found)
             else:
-                torch.manual_seed(self.settings.seed)
-                self.generator.manual_seed(self.settings.seed)
+                torch.manual_seed(self.settings.seed + self.team.rank)  # the noise: rank 0 draws as one process
+                self.generator.manual_seed(self.settings.seed)  # the data: the same batches on every rank
             self.bar = progress_bar(
                 total=(self.epochs_wanted - self.start_epoch) * self.steps_per_epoch,
                 unit="step",
-                enabled=self.progress,
+                enabled=self.progress if self.writer else False,
                 desc="training",
             )
         except BaseException:
@@ -455,7 +467,10 @@ class Run:
     def _resume(self, state: dict[str, Any], source: Path) -> None:
         path = self.checkpoint
         assert path is not None and self.identity is not None
-        differences = compare_runs(state["run"], self.identity)
+        now = dict(self.identity)
+        if "world_size" in state["run"]:
+            now.setdefault("world_size", 1)
+        differences = compare_runs(state["run"], now)
         if differences:
             listing = "; ".join(
                 f"{_describe(k, old)} in the file but {_describe(k, new)} now" for k, old, new in differences
@@ -477,7 +492,7 @@ class Run:
                 f"{source} already holds {saved_epoch} epochs, more than --epochs {self.epochs_wanted}; "
                 f"pass --epochs {saved_epoch} or more to continue it, or --restart to start over.",
             )
-        if source != path:
+        if source != path and self.writer:
             damaged = path.with_name(path.name + ".damaged")
             if path.exists():
                 os.replace(path, damaged)
@@ -486,7 +501,7 @@ class Run:
                 f"{path} was damaged or missing; resuming from the previous checkpoint {source} "
                 f"(epoch {saved_epoch}){f', the damaged file is kept as {damaged}' if damaged.exists() else ''}."
             )
-        if saved_epoch == self.epochs_wanted:
+        if saved_epoch == self.epochs_wanted and self.writer:
             notice(
                 f"nothing left to train: {path} already holds {saved_epoch} epochs (epochs={self.epochs_wanted}); "
                 "returning its history. Ask for more epochs to train on, or resume=False to start over."
@@ -496,7 +511,10 @@ class Run:
         self.history.extend(state["history"])
         self.start_epoch = self.saved_epoch = saved_epoch
         self.reference_loss = state.get("reference_loss")
-        _set_rng_state(state["rng"], self.generator)
+        rng = state["rng"]
+        if "ranks" in rng:  # written by several processes: this rank's own noise generator
+            rng = {**rng, **rng["ranks"][self.team.rank]}
+        _set_rng_state(rng, self.generator)
 
     # -- the loop's calls
 
@@ -528,6 +546,12 @@ class Run:
     def epoch_means(self) -> dict[str, float]:
         """The epoch's mean of each term the objective reported, per image: {"train_<term>": value}."""
         assert self._record is not None, "record_step was never called in this epoch"
+        if self.team.distributed:  # every rank's sums; the loss column: the mean of the ranks' losses
+            self._record = self.team.sum(self._record)
+            self._record[:, 0] /= self.team.world_size
+            if not getattr(self, "_reference_shared", False):
+                self.reference_loss = sum(self.team.gather(self.reference_loss)) / self.team.world_size
+                self._reference_shared = True
         means = (self._record[:, 1:].sum(0) / len(self.train)).tolist()
         return {f"train_{name}": value for name, value in zip(self._terms, means, strict=True)}
 
@@ -556,7 +580,18 @@ class Run:
                 f"{train_elbo:.4g} and the test ELBO {test_elbo:.4g} nats per image, against "
                 f"{-(self.reference_loss or 0.0):.4g} for the untrained model",
             )
+        if self.compiled is not None:  # the seconds this epoch spent compiling (part of its seconds)
+            total = self.compiled.compile_seconds
+            self.history.columns.setdefault("compile_seconds", [math.nan] * len(self.history))[-1:] = [
+                total - getattr(self, "_compiled_before", 0.0)
+            ]
+            self._compiled_before = total
         if self.checkpoint is not None:
+            rng = _rng_state(self.generator)
+            if self.team.distributed:  # every rank's noise generator, gathered by all, written by rank 0
+                rng["ranks"] = self.team.gather({k: v for k, v in _rng_state(self.generator).items() if k != "data"})
+            if not self.writer:
+                return
             save_checkpoint(
                 self.checkpoint,
                 {
@@ -565,7 +600,7 @@ class Run:
                     "optimizer": self.optimizer.state_dict(),
                     "epoch": epoch,
                     "history": self.history.to_dict(),
-                    "rng": _rng_state(self.generator),
+                    "rng": rng,
                     "run": self.identity,
                     "reference_loss": self.reference_loss,
                     "dtype": str(stored_dtype({"model": self.model.state_dict()})).replace("torch.", ""),

@@ -4,7 +4,9 @@
 for each minibatch the KL warm-up's weight, the objective (the ELBO by default), its gradient, an Adam
 step; after each epoch, a line of history (train and test ELBO in nats per image). Everything else
 (checkpoints, resuming and its comparison of runs, RNG state, progress, divergence guards, locking)
-lives in ``vaelab.train.runs``, behind the ``run`` object the loop calls.
+lives in ``vaelab.train.runs``, behind the ``run`` object the loop calls; a compiled step
+(``compile=True``) in ``vaelab.train.fast``, training in several processes (torchrun) in
+``vaelab.train.distributed``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..core.validation import check_choice, check_nonnegative, check_positive_in
 from ..data import ImageData, check_dataset
 from ..estimators.evaluation import conditional_view, evaluate_elbo, is_conditional
 from ..utils.devices import resolve_device
+from .distributed import join
+from .fast import CompiledObjective, compile_mode
 from .runs import NonFiniteLossError, Run, TrainingDivergedError, TrainingSettings
 
 __all__ = [
@@ -57,10 +61,14 @@ class History:
         raise AttributeError(f"History has no column {name!r}; its columns are: {known}.")
 
     def append(self, **values: float) -> None:
-        """Add one epoch; a column seen for the first time is NaN in the earlier epochs."""
+        """Add one epoch; a column seen for the first time is NaN in the earlier epochs, a known column
+        not given is NaN in this one."""
         earlier = len(self)
         for name, value in values.items():
             self.columns.setdefault(name, [math.nan] * earlier).append(value)
+        for column in self.columns.values():
+            if len(column) == earlier:
+                column.append(math.nan)
 
     def extend(self, values: dict[str, list]) -> None:
         for name, column in values.items():
@@ -183,6 +191,7 @@ def fit(
     resume: bool = True,
     progress: bool | None = None,
     eval_batch_size: int = 1000,
+    compile: bool | str = False,
 ) -> History:
     """Train ``model`` on ``train`` for ``epochs`` epochs with Adam(lr); returns the History.
 
@@ -217,6 +226,21 @@ def fit(
     epoch means of its per-example terms (see ``History``).
     A conditional model (one with a ``given(y)`` method, e.g. ``vaelab.models.conditional``) is trained as
     ``model.given(y)`` with the labels y of each batch, and evaluated the same way.
+    compile: True (or a torch.compile mode, e.g. "reduce-overhead" for CUDA graphs on a GPU) compiles
+    the objective with ``torch.compile`` (forward and backward in one graph; ``vaelab.train.fast``): the
+    same random draws as the eager loop, the same numbers up to float rounding; steps of the KL warm-up
+    run eagerly; where it cannot compile, a one-line notice and eager steps. The compile time is the
+    history's compile_seconds (included in seconds). Not a setting of the run: a checkpoint resumes in
+    either mode, and continues bit for bit only in the mode that wrote it.
+    Several processes: run the script under ``torchrun --nproc-per-node N`` (or initialize
+    ``torch.distributed`` first) and fit trains with DistributedDataParallel (gloo on CPU, nccl on CUDA,
+    ``cuda:LOCAL_RANK``): every process draws the same batches, takes its slice
+    ``batch.tensor_split(N)[rank]`` and its own noise (torch's generator seeded with seed + rank), the
+    gradients are averaged, weighted by the slices' sizes, so a step is the one-process step on the
+    global batch with that noise; free_bits applies to each slice's KL. Rank 0 writes the checkpoint
+    (every rank's random state in it); a run resumes with the same number of processes. Each process
+    evaluates the whole test set; rank 0's history is the one written. No batch may have fewer rows
+    than processes.
 
     Random draws (the contract a hand-written loop can rely on to reproduce fit bit for bit on
     CPU): fit calls ``torch.manual_seed(seed)`` and seeds a ``torch.Generator(device)`` with
@@ -244,17 +268,24 @@ def fit(
     )
     check_positive_int("epochs", epochs)
     check_positive_int("eval_batch_size", eval_batch_size)
-    model.to(resolve_device(device))
+    mode = compile_mode(compile)  # None: eager
+    team = join(resolve_device(device))  # this process alone, or one of those torchrun started
+    team.check_batches(len(train), batch_size)
+    model.to(team.device)
     train, test = _prepare_data(model, train, test, seed)
     optimizer = make_optimizer(model, settings.lr, settings.adam_betas, settings.adam_eps)
     history = History()
     conditional = is_conditional(model)
-    with Run(model, optimizer, train, test, settings, history, epochs, checkpoint, resume, progress) as run:
+    compiled = None if mode is None else CompiledObjective(objective, mode)  # fast.py
+    objective = team.objective(compiled or objective, model)  # alone: itself; else through DDP (distributed.py)
+    run = Run(model, optimizer, train, test, settings, history, epochs, checkpoint, resume, progress, team, compiled)
+    with run:
         model.train()
         for epoch in run.epochs():
             for group in optimizer.param_groups:  # the learning-rate schedule
                 group["lr"] = learning_rate(epoch, settings.lr, settings.lr_schedule)
-            for step, batch in enumerate(train.batches(batch_size, generator=run.generator, labels=conditional)):
+            batches = train.batches(batch_size, generator=run.generator, labels=conditional)
+            for step, batch in enumerate(team.slices(batches)):  # this process's slice (alone: all of it)
                 x, m = (batch[0], model.given(batch[1])) if conditional else (batch, model)
                 kl_weight = kl_warmup_weight(epoch, step, run.steps_per_epoch, kl_warmup_epochs)  # KL warm-up
                 optimizer.zero_grad(set_to_none=True)
