@@ -19,15 +19,17 @@ def test_glue_calls_myst_nb_without_displaying_and_returns_the_value(monkeypatch
     assert calls == [("ch14-k", 1000, False)]
 
 
-def test_a_format_glues_the_text_the_prose_shows_without_quotes(monkeypatch):
+def test_a_format_glues_the_text_the_prose_shows(monkeypatch):
     myst_nb = pytest.importorskip("myst_nb")
+    from myst_nb.core.variables import format_plain_text  # what {glue:text} does with the stored text
+
     calls = []
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append(value))
-    value = 3.14159
-    assert vaelab.glue("ch14-bpd", value, ".2f") is value  # the number itself comes back
-    (shown,) = calls
-    assert PlainTextFormatter()(shown) == "3.14"  # what {glue:text} renders: no quotes around it
-    assert PlainTextFormatter()(str(shown)) == "'3.14'"  # a plain str would show its quotes
+    value = 20000.0
+    assert vaelab.glue("ch14-n", value, ",.0f") is value  # the number itself comes back
+    assert vaelab.glue("ch14-bpd", 3.14159, ".2f") == 3.14159
+    shown = [format_plain_text(PlainTextFormatter()(v), "s") for v in calls]
+    assert shown == ["20,000", "3.14"]  # as formatted: no quotes, no tuple from the comma
 
 
 def test_without_myst_nb_glue_shows_nothing_and_returns_the_value(monkeypatch, capsys):
@@ -52,7 +54,10 @@ def test_glue_in_a_kernel_stores_the_value_for_myst_nb():
     finally:
         InteractiveShell.clear_instance()
     ((data, metadata),) = published
-    assert data == {"application/papermill.record/text/plain": "2.5"}  # myst-nb reads this key
+    from myst_nb.core.variables import format_plain_text
+
+    assert list(data) == ["application/papermill.record/text/plain"]  # the key myst-nb reads
+    assert format_plain_text(data["application/papermill.record/text/plain"], "s") == "2.5"
     assert metadata["scrapbook"]["name"] == "ch14-nats"
 
 

@@ -50,26 +50,13 @@ def glue(name: str, value: Any, fmt: str | None = None) -> Any:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string (the glue key the prose uses), got {name!r}.")
-    shown = value if fmt is None else _Text(format(value, fmt))
+    shown = value if fmt is None else format(value, fmt)  # a str: myst-nb shows it without its quotes
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
         return value
     myst_glue(name, shown, display=False)
     return value
-
-
-class _Text:
-    """Formatted text that Jupyter shows as itself (a plain str would be shown with its quotes)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.text)
 
 
 def benchmark_results(name: str, branch: str = "main") -> dict:
