@@ -16,7 +16,9 @@ What stays the same, and what does not:
 * **KL warm-up.** The warm-up's weight changes every step, and the objective checks it in Python,
   which would compile a graph per value; steps with kl_weight != 1 run eagerly, the rest compiled.
 * **Compile time** is spent on the first step of each new batch shape (the full batches, then the
-  last, smaller one); ``compile_seconds`` adds it up (``fit`` records it in the History).
+  last, smaller one: one static graph each); ``compile_seconds`` adds it up (``fit`` records it in the
+  History). Compiled graphs are cached for the process: a second ``fit`` of the same model and
+  objective does not compile again. torch's recompile limit is raised to 64 graphs per function.
 * **Fallback.** Where compiling fails (no C++ compiler, an unsupported torch, a model dynamo cannot
   trace), the step runs eagerly from then on, after a one-line notice; the random state is restored
   first, so the eager step draws what the compiled one would have.
@@ -28,6 +30,7 @@ the same function (same forward, same backward) without one.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from typing import Any
@@ -99,7 +102,10 @@ def _compile(function: Any, mode: str) -> Any:
     options["fallback_random"] = True  # the eager run's torch.randn, from the same generator
     if not (inspect.isfunction(function) or isinstance(function, torch.nn.Module)):
         function = function.__call__  # an objective object: compile its bound __call__
-    return torch.compile(function, options=options)
+    # one static graph per batch shape (the full batches, the last one): the objective's shape checks
+    # do not trace with a symbolic batch size; the limit leaves room for several models and batch sizes
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(function, options=options, dynamic=False)
 
 
 class CompiledObjective:
@@ -135,7 +141,8 @@ class CompiledObjective:
         rng = _rng_state(x.device)
         tic = time.perf_counter()
         try:
-            result = self._compiled(model, x, 1.0)
+            with _backward_compiled_now():  # so that compile_seconds holds the backward's compile too
+                result = self._compiled(model, x, 1.0)
         except Exception as err:
             _set_rng_state(x.device, rng)  # the eager step draws what the compiled one would have
             result = self.objective(model, x, kl_weight)  # an error of the objective itself is raised here
@@ -149,6 +156,15 @@ class CompiledObjective:
         self.failed = err
         reason = (str(err).strip().splitlines() or [""])[0][:160]
         notice(f"cannot compile the training step ({type(err).__name__}: {reason}); training eagerly.")
+
+
+def _backward_compiled_now() -> Any:
+    """A context in which AOTAutograd compiles the backward graph with the forward (not lazily at the
+    first backward), where this torch has the switch."""
+    config = torch._functorch.config
+    if "force_non_lazy_backward_lowering" in getattr(config, "_config", {}):
+        return config.patch(force_non_lazy_backward_lowering=True)
+    return contextlib.nullcontext()
 
 
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
