@@ -86,6 +86,7 @@ def test_calibration_estimates_the_hours_of_the_run(tmp_path):
     assert calibration["passes"] == 4 and calibration["images_evaluated"] == 300
     assert calibration["cpu_seconds_per_pass"] > 0 and calibration["cpu_seconds_per_image_of_L_k"] > 0
     assert 0 <= calibration["estimated_hours_on_idle_cores"] <= 1
+    assert 0 < calibration["seconds_per_pass_from_fastest_steps"] <= 10 * calibration["seconds_per_pass"]
 
 
 def test_a_bad_flag_is_a_one_line_error_naming_it(tmp_path):
