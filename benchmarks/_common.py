@@ -17,6 +17,7 @@ but the first (the images need no gradient). For 784-400-20 that is 3.28 MFLOP p
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import json
 import os
@@ -190,6 +191,36 @@ def decoder_gemm_rate(device: torch.device, rows: Sequence[int] = (1024, 4096, 1
             best, repeat_rate(lambda z=z, h=h: (torch.mm(z, w3.t()), torch.mm(h, w4.t())), decoder_flops(m), device)
         )
     return best
+
+
+# --------------------------------------------------------------------------- a training step's bound
+def step_bound_seconds(model: nn.Module, batch: int, device: torch.device) -> float:
+    """Seconds of the work a training step of ``model`` cannot avoid at this batch size: the matrix
+    products of its Linear layers, forward (x W^T), weight gradients (g^T x) and input gradients (g W,
+    every layer but the first, whose input is the data), on random tensors of the same shapes, plus
+    one Adam update of its parameters by fit's own optimizer (fused where torch has a fused Adam)."""
+    from vaelab.train.training import make_optimizer
+
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=device, generator=g)
+
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    gemms = [(r(batch, m.in_features), r(m.out_features, m.in_features), r(batch, m.out_features)) for m in layers]
+    twin = copy.deepcopy(model).to(device)  # the optimizer updates a copy, never the model
+    optimizer = make_optimizer(twin, 1e-3)
+    for p in twin.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+
+    def step() -> None:
+        for i, (x, w, g_out) in enumerate(gemms):
+            torch.mm(x, w.t()), torch.mm(g_out.t(), x)  # forward, weight gradient
+            if i:
+                torch.mm(g_out, w)  # input gradient
+        optimizer.step()
+
+    return 1.0 / repeat_rate(step, 1.0, device, seconds=0.2, repeats=3)
 
 
 # --------------------------------------------------------------------------- machine, CLI, output

@@ -10,7 +10,12 @@ MNIST images. Every round times, in alternating order (A B, then B A, ...): a te
 ``vaelab.log_likelihood_estimate`` of each side, with a decoder-GEMM probe around the evaluations.
 Printed: per-round and median ratios new/base (the spread of the per-round ratios is the noise a
 difference must exceed), and for both sides the targets epoch / textbook <= 0.5 and log p(x) / its
-decoder-GEMM bound <= 1.5. The load average at start and end is printed with them: run it on an idle machine.
+decoder-GEMM bound <= 1.5. Then the batch-20 step of the Burda model (784-200-200-50 tanh, each side's
+``reproduce_burda.burda_vae``; ``fit``'s seconds per pass over ``--burda-images`` images / its steps) of each
+side, and the new side compiled (``fit(compile=True)``), against the step bound at the same shapes
+(``_common.step_bound_seconds``: its matrix products forward and backward + one fused Adam update;
+target step / bound <= 2.0). The load average at start and end is printed with them: run it on an idle
+machine.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import _common as C
 import torch
+from reproduce_burda import burda_vae
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-images", type=int, default=60_000, help="images per training epoch (default 60000)")
     p.add_argument("--eval-images", type=int, default=100, help="images for log p(x) (default 100)")
     p.add_argument("--k", type=int, default=5000, help="importance samples for log p(x) (default 5000)")
+    p.add_argument("--burda-images", type=int, default=6_000, help="images per Burda batch-20 pass (default 6000)")
     p.add_argument("--threads", type=int, default=None, help="torch threads in every process (default torch's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -133,6 +140,12 @@ def main(argv: list[str] | None = None) -> None:
         for side in sides.values():
             side.ask(op="epoch", seed=1000)
             side.ask(op="eval", k=min(args.k, 200))
+        for side in sides.values():  # compiles the new side's step (its compile time is left out)
+            for compiled in (False, True):
+                side.ask(op="burda_step", batch=20, images=args.burda_images, compile=compiled, seed=1000)
+        burda = {"base": [], "new": [], "new_compiled": []}
+        burda_bound: list[float] = []
+        burda_model = burda_vae(torch.rand(C.PIXELS))  # the bound needs only its shapes
         epochs = {"base": [], "new": []}
         evals = {"base": [], "new": []}
         textbook_s, bound_s = [], []
@@ -146,6 +159,15 @@ def main(argv: list[str] | None = None) -> None:
                 evals[name].append(sides[name].ask(op="eval", k=args.k)["seconds"])
             rate = (before + C.decoder_gemm_rate(device)) / 2
             bound_s.append(C.decoder_flops(args.k * args.eval_images) / rate)
+            before = C.step_bound_seconds(burda_model, 20, device)
+            for name in order:
+                for compiled in (False, True) if name == "new" else (False,):
+                    key = "new_compiled" if compiled else name
+                    reply = sides[name].ask(
+                        op="burda_step", batch=20, images=args.burda_images, compile=compiled, seed=r
+                    )
+                    burda[key].append(reply["seconds_per_step"])
+            burda_bound.append((before + C.step_bound_seconds(burda_model, 20, device)) / 2)
             print(
                 f"round {r + 1} ({' then '.join(order)}): textbook {textbook_s[-1]:.2f} s; "
                 f"epoch base {epochs['base'][-1]:.2f} s, new {epochs['new'][-1]:.2f} s; "
@@ -162,6 +184,21 @@ def main(argv: list[str] | None = None) -> None:
     def ratios(a: list[float], b: list[float]) -> list[float]:
         return [x / y for x, y in zip(a, b)]
 
+    print("Burda model, batch 20: fit step / step bound (target <= 2.0), medians over the rounds:")
+    for key, steps in burda.items():
+        if any(s is None for s in steps):
+            print(f"  {key:12s} not available in that tree")
+            continue
+        to_bound = ratios(steps, burda_bound)
+        print(
+            f"  {key:12s} step {C.median(steps) * 1e6:.0f} us, bound {C.median(burda_bound) * 1e6:.0f} us, "
+            f"ratio {C.median(to_bound):.3f} (rounds {spread(to_bound)})"
+        )
+    if all(s is not None for s in burda["base"]):
+        print(
+            f"  new / base {C.median(ratios(burda['new'], burda['base'])):.3f}, new compiled / base "
+            f"{C.median(ratios(burda['new_compiled'], burda['base'])):.3f}"
+        )
     load_end = os.getloadavg()
     epoch_ratio = ratios(epochs["new"], epochs["base"])
     eval_ratio = ratios(evals["new"], evals["base"])

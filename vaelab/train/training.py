@@ -231,7 +231,7 @@ def fit(
     same random draws as the eager loop, the same numbers up to float rounding; steps of the KL warm-up
     run eagerly; where it cannot compile, a one-line notice and eager steps. The compile time is the
     history's compile_seconds (included in seconds). Not a setting of the run: a checkpoint resumes in
-    either mode, and continues bit for bit only in the mode that wrote it.
+    either mode (across modes, the numbers agree with an uninterrupted run to float rounding).
     Several processes: run the script under ``torchrun --nproc-per-node N`` (or initialize
     ``torch.distributed`` first) and fit trains with DistributedDataParallel (gloo on CPU, nccl on CUDA,
     ``cuda:LOCAL_RANK``): every process draws the same batches, takes its slice
