@@ -143,9 +143,9 @@ def test_train_and_evaluate_a_logistic_mixture_on_fashion_mnist(tmp_path, fashio
     state = vaelab.load_checkpoint(out / "model.ckpt")
     assert state["config"]["likelihood"] == "logistic_mixture" and state["run"]["binarization"] == "none"
     fashion_test = vaelab.load_fashion_mnist("test")
-    from vaelab.train.runs import _fingerprint
+    from vaelab.train.runs import pixels_fingerprint
 
-    assert state["run"]["test_pixels"] == _fingerprint(fashion_test.images)  # trained against Fashion-MNIST
+    assert state["run"]["test_pixels"] == pixels_fingerprint(fashion_test.images)  # trained against Fashion-MNIST
 
     result = run("evaluate", str(out / "model.ckpt"), "--k", "5", "--limit", "20", "--device", "cpu")
     assert result.returncode == 0, result.stderr

@@ -170,7 +170,7 @@ BAD_INPUTS = [
         TypeError,
         r"unknown VAE setting 'input_dim'; the settings are latent_dim, hidden_dim, .*side.*prior",
     ),
-    ("config-prior", lambda: VAEConfig(prior="mixture"), ValueError, r"prior must be one of 'standard_normal', "),
+    ("config-prior", lambda: VAEConfig(prior="student_t"), ValueError, r"prior must be one of 'standard_normal', "),
     ("conv-side-30", lambda: build_vae(architecture="conv", side=30), ValueError, r"divisible by 4"),
     ("iwae-k-0", lambda: iwae_bound(model(), x(), 0), ValueError, r"k must be an integer >= 1, got 0; use k=1"),
     ("iwae-k-negative", lambda: iwae_bound(model(), x(), -3), ValueError, r"k must be an integer >= 1"),

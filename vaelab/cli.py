@@ -5,6 +5,9 @@ created; a mistake or a fault ends in one line on stderr, never a traceback. Exi
 (also "nothing left to train"), 1 a failure (damaged files, diverged training, missing data),
 2 a usage error (bad arguments, an --out that holds another run or files vaelab did not write,
 an --out in use by another run), 130 interrupted by Ctrl-C (the last finished epoch is kept).
+
+One lazy import: matplotlib (through ``vaelab.plots``) is imported only by ``train``, after it
+chooses the Agg backend, so that ``evaluate`` and a usage error never load it.
 """
 
 from __future__ import annotations
@@ -18,10 +21,31 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+import torch
+
+from . import __version__, data
+from .core.validation import check_integer, check_number
+from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
+from .models.config import VAEConfig, build_vae
+from .models.dequantization import bits_per_dim
+from .train.checkpoint import atomic_write, load_model
+from .train.runs import (
+    RunLockedError,
+    RunMismatchError,
+    TrainingSettings,
+    checkpoint_lock,
+    compare_runs,
+    describe_run,
+    pixels_fingerprint,
+    read_resumable,
+)
+from .train.training import ELBO, fit
+from .utils.devices import resolve_device
+from .utils.messages import cli_message
 
 __all__ = ["main"]
 
@@ -60,7 +84,6 @@ def _checked(kind: type, **bounds: Any):
     (``check_integer`` or ``check_number``, the ones fit and VAEConfig use), its message in flag terms."""
 
     def parse(text: str) -> Any:
-        from .core.validation import check_integer, check_number  # lazy: keeps `--help` free of torch
 
         try:
             value = kind(text)
@@ -280,8 +303,6 @@ def _mismatch_message(path: Path, differences: list[tuple[str, Any, Any]]) -> st
 def _cli_identity(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     """What the command line alone says about the run (compared before any data is loaded): fit's own
     description of a run (``describe_run``) without the pixels' fingerprints, which need the data."""
-    from .train.runs import TrainingSettings, describe_run
-    from .train.training import ELBO
 
     settings = TrainingSettings(
         lr=args.lr, batch_size=args.batch_size, seed=args.seed, objective=ELBO(beta=args.beta).settings()
@@ -297,8 +318,6 @@ def _cli_identity(args: argparse.Namespace, config: Any) -> dict[str, Any]:
 
 
 def _device(name: str) -> Any:
-    from .utils.devices import resolve_device
-    from .utils.messages import cli_message
 
     try:
         return resolve_device(name)
@@ -321,11 +340,6 @@ def _checked_layers(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from contextlib import ExitStack
-
-    from .models.config import VAEConfig
-    from .train.runs import checkpoint_lock
-
     out = Path(args.out).expanduser()
     if args.binarization == "auto":
         args.binarization = "dynamic" if args.likelihood == "bernoulli" else "none"
@@ -358,7 +372,6 @@ def _train(args: argparse.Namespace) -> int:
 def _nothing_left_to_train(args: argparse.Namespace, config: Any, checkpoint: Path) -> bool:
     """Compare the run in --out with the command's flags (before any data is loaded): a mismatch
     or fewer --epochs than it holds is a usage error; as many --epochs is nothing to do."""
-    from .train.runs import compare_runs, read_resumable
 
     found = read_resumable(checkpoint)
     if found is None:
@@ -388,14 +401,7 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
     import matplotlib
 
     matplotlib.use("Agg")
-    import torch
-
-    from . import data
-    from .models.config import build_vae
-    from .plots import image_grid
-    from .train.checkpoint import atomic_write
-    from .train.runs import checkpoint_lock
-    from .train.training import fit
+    from .plots import image_grid  # lazy: after the Agg backend is chosen (see the module docstring)
 
     checkpoint = out / "model.ckpt"
     load = getattr(data, DATASETS[args.dataset])
@@ -439,7 +445,6 @@ def _train_and_write(args: argparse.Namespace, config: Any, device: Any, out: Pa
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .train.checkpoint import load_model
 
     device = _device(args.device)
     path = Path(args.checkpoint).expanduser()
@@ -463,11 +468,6 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{path} records the binarization {binarization!r}, which this vaelab does not know "
             f"(known: {', '.join(conventions)}); it was not written by this version of vaelab."
         )
-
-    import torch
-
-    from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
-    from .models.dequantization import bits_per_dim
 
     dataset, test = _test_set(path, state, args)
     if args.limit is not None:
@@ -497,8 +497,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _test_set(path: Path, state: dict[str, Any], args: argparse.Namespace) -> tuple[str, Any]:
     """(data set name, its grey test set) for ``evaluate``: --dataset, or with auto the data set whose test
     pixels, as ``fit`` saw them, match the checkpoint's fingerprint (MNIST when it records none)."""
-    from . import data
-    from .train.runs import _fingerprint
 
     run = state.get("run", {})
     candidates = list(DATASETS) if args.dataset == "auto" else [args.dataset]
@@ -509,7 +507,7 @@ def _test_set(path: Path, state: dict[str, Any], args: argparse.Namespace) -> tu
         seen = test.fixed_binarization(run.get("seed", 0)) if run.get("binarization") == "dynamic" else test
         if run.get("binarization") == "static":
             seen = test.fixed_binarization(run.get("seed", 0))
-        if _fingerprint(seen.images) == run["test_pixels"]:
+        if pixels_fingerprint(seen.images) == run["test_pixels"]:
             return name, test
     raise UsageError(
         f"{path} was trained on test images that are neither MNIST's nor Fashion-MNIST's (as found under the data "
@@ -522,7 +520,6 @@ def _test_set(path: Path, state: dict[str, Any], args: argparse.Namespace) -> tu
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    from .utils.messages import cli_message
 
     args = _parser().parse_args(argv)
     try:
@@ -540,8 +537,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        from .train.runs import RunLockedError, RunMismatchError
-
         if isinstance(err, RunMismatchError):
             print(f"error: {_mismatch_message(err.path, err.differences)}", file=sys.stderr)
             return 2

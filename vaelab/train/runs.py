@@ -60,6 +60,7 @@ __all__ = [
     "RunLockedError",
     "describe_run",
     "run_identity",
+    "pixels_fingerprint",
     "compare_runs",
     "read_resumable",
     "checkpoint_lock",
@@ -176,7 +177,7 @@ def _checked_schedule(schedule: object) -> tuple[tuple[int, float], ...]:
 # ----------------------------------------------------------------------------- what defines a run
 
 
-def _fingerprint(images: torch.Tensor) -> str:
+def pixels_fingerprint(images: torch.Tensor) -> str:
     """SHA-256 of the pixels (first 16 hex digits): the same data, the same binarization draw."""
     data = images.detach().cpu().contiguous()
     return hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
@@ -224,8 +225,8 @@ def run_identity(model: torch.nn.Module, train: Any, test: Any | None, settings:
         train_size=len(train),
         binarization=train.binarization,
         test_size=None if test is None else len(test),
-        train_pixels=_fingerprint(train.images),
-        test_pixels=None if test is None else _fingerprint(test.images),
+        train_pixels=pixels_fingerprint(train.images),
+        test_pixels=None if test is None else pixels_fingerprint(test.images),
     )
 
 
