@@ -30,7 +30,7 @@ import torch
 from . import __version__, data
 from .core.validation import check_integer, check_number
 from .estimators.evaluation import evaluate_elbo, log_likelihood_estimate
-from .models.config import VAEConfig, build_vae
+from .models.config import ARCHITECTURES, GREY_LIKELIHOODS, LIKELIHOODS, PRIORS, VAEConfig, build_vae
 from .models.dequantization import bits_per_dim
 from .train.checkpoint import atomic_write, load_model
 from .train.runs import (
@@ -52,17 +52,6 @@ __all__ = ["main"]
 PROG = "python -m vaelab"
 MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 OUTPUTS = ("model.ckpt", "history.json", "samples.png")
-# vaelab.models.config.LIKELIHOODS (typed here so that --help needs no torch; a test checks they agree)
-LIKELIHOODS = (
-    "bernoulli",
-    "gaussian",
-    "continuous_bernoulli",
-    "dequantized_gaussian",
-    "dequantized_continuous_bernoulli",
-    "discretized_logistic",
-    "logistic_mixture",
-)
-GREY_LIKELIHOODS = LIKELIHOODS[2:]  # models of grey pixels: never binarized data
 LEVEL_LIKELIHOODS = LIKELIHOODS[3:]  # probabilities of the 256 levels (or bounds on them): bits per dimension
 DATASETS = {"mnist": "load_mnist", "fashion_mnist": "load_fashion_mnist"}
 
@@ -123,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--latent-dim", type=_positive, default=20, help="dimension of the latent z")
     train.add_argument("--hidden-dim", type=_positive, default=400, help="width of the hidden layers")
-    train.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="encoder and decoder kind")
+    train.add_argument("--architecture", choices=ARCHITECTURES, default="mlp", help="encoder and decoder kind")
     train.add_argument(
         "--likelihood",
         choices=LIKELIHOODS,
@@ -139,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--prior",
-        choices=["standard_normal", "gaussian", "mixture", "vamp"],
+        choices=PRIORS,
         default="standard_normal",
         help="p(z): N(0, I), a learnable Gaussian N(m, diag(s^2)), a learnable mixture of 10 Gaussians, or the "
         "VampPrior (500 learned pseudo-inputs)",
