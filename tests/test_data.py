@@ -70,9 +70,20 @@ def test_missing_data_is_a_clear_error_without_download(tmp_path):
     assert "--data-root" in cli_message(info.value) and "download=True" not in cli_message(info.value)
 
 
-def test_a_download_from_a_server_that_never_answers_ends_with_the_fix(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "dataset, load, message",
+    [
+        ("MNIST", load_mnist, r"could not download MNIST .*timed out.*at most 1 s.*VAELAB_DATA"),
+        (
+            "FashionMNIST",
+            vaelab.load_fashion_mnist,
+            r"could not download Fashion-MNIST .*at most 1 s.*FashionMNIST/raw",
+        ),
+    ],
+)
+def test_a_download_from_a_server_that_never_answers_ends_with_the_fix(tmp_path, monkeypatch, dataset, load, message):
     """A server that accepts the connection and then says nothing: torchvision alone waits forever."""
-    from torchvision.datasets import MNIST
+    import torchvision.datasets
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -90,13 +101,14 @@ def test_a_download_from_a_server_that_never_answers_ends_with_the_fix(tmp_path,
 
     thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
     thread.start()
-    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.getsockname()[1]}/"])
+    mirrors = [f"http://127.0.0.1:{server.getsockname()[1]}/"]
+    monkeypatch.setattr(getattr(torchvision.datasets, dataset), "mirrors", mirrors)
     monkeypatch.setenv("VAELAB_DOWNLOAD_TIMEOUT", "1")
     monkeypatch.delenv(vaelab.DATA_ENV, raising=False)
     tic = time.monotonic()
     try:
-        with pytest.raises(RuntimeError, match=r"could not download MNIST .*timed out.*at most 1 s.*VAELAB_DATA"):
-            load_mnist("test", root=tmp_path, download=True)
+        with pytest.raises(RuntimeError, match=message):
+            load("test", root=tmp_path, download=True)
     finally:
         stop.set()
         thread.join()
