@@ -214,17 +214,22 @@ def run_settings(vaelab, name: str, args, sizes: dict, train_mean: torch.Tensor)
 
 
 def train_stages(vaelab, name: str, args, sizes: dict, data: dict) -> None:
-    """Train ``name`` stage by stage with fit (resuming its checkpoint); after each stage keep a
-    copy of the checkpoint (``stageI.ckpt``) and its training minutes (``stageI.json``)."""
+    """Train ``name`` stage by stage (``fit_stages``), in ``--checkpoints/name``."""
     model, options, ends, _ = run_settings(vaelab, name, args, sizes, data["train"].images.mean(0).cpu())
-    folder = Path(args.checkpoints) / name
+    fit_stages(vaelab, model, data["train"], Path(args.checkpoints) / name, ends, args, options, f"{name}: ")
+
+
+def fit_stages(vaelab, model, train, folder: Path, ends: list[int], args, options: dict, label: str = "") -> None:
+    """Train ``model`` with fit up to each stage's end (resuming ``folder/run.ckpt``), the stages that
+    ``--last-stage`` reaches; after each stage keep a copy of the checkpoint (``stageI.ckpt``) and its
+    training minutes (``stageI.json``). Stages with their json already written are skipped."""
     checkpoint = folder / "run.ckpt"
     for i, end in enumerate(ends[: reached(args, ends)]):
         if (folder / f"stage{i}.json").exists():
             continue
         history = vaelab.fit(
             model,
-            data["train"],
+            train,
             None,
             epochs=end,
             device=args.device,
@@ -243,7 +248,7 @@ def train_stages(vaelab, name: str, args, sizes: dict, data: dict) -> None:
             "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         }
         (folder / f"stage{i}.json").write_text(json.dumps(meta) + "\n")
-        print(f"{name}: stage {i} trained ({end} passes, {minutes:.1f} min of training)", flush=True)
+        print(f"{label}stage {i} trained ({end} passes, {minutes:.1f} min of training)", flush=True)
 
 
 def evaluate_stages(vaelab, name: str, args, sizes: dict, data: dict, record: dict, save) -> bool:

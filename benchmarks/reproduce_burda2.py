@@ -28,7 +28,6 @@ import datetime as _dt
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -113,36 +112,11 @@ def ends(stages: int) -> list[int]:
 
 
 def train_stages(vaelab, args, settings: dict, data: dict) -> None:
-    """Train stage by stage with fit (resuming its checkpoint); after each stage keep a copy of the checkpoint
-    (``stageI.ckpt``) and its training minutes (``stageI.json``)."""
+    """Train stage by stage with the one-layer script's ``fit_stages`` (resuming its checkpoint, a copy
+    of it and its training minutes after each stage), in ``--checkpoints``."""
     model = two_layer_vae(vaelab, data["train"].images.mean(0).cpu())
-    folder = Path(args.checkpoints)
-    stage_ends = ends(settings["stages"])
-    for i, end in enumerate(stage_ends[: one_layer.reached(args, stage_ends)]):
-        if (folder / f"stage{i}.json").exists():
-            continue
-        history = vaelab.fit(
-            model,
-            data["train"],
-            None,
-            epochs=end,
-            device=args.device,
-            seed=SEED,
-            checkpoint=folder / "run.ckpt",
-            progress=False if args.quiet else None,
-            **fit_options(settings["stages"]),
-        )
-        minutes = sum(history.seconds) / 60
-        shutil.copyfile(folder / "run.ckpt", folder / f"stage{i}.ckpt")
-        meta = {
-            "passes": end,
-            "train_minutes": round(minutes, 2),
-            "train_elbo_last_pass": round(history.train_elbo[-1], 3),
-            "threads": torch.get_num_threads(),
-            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-        }
-        (folder / f"stage{i}.json").write_text(json.dumps(meta) + "\n")
-        print(f"stage {i} trained ({end} passes, {minutes:.1f} min of training)", flush=True)
+    options = fit_options(settings["stages"])
+    one_layer.fit_stages(vaelab, model, data["train"], Path(args.checkpoints), ends(settings["stages"]), args, options)
 
 
 def evaluate_stages(vaelab, args, record: dict, data: dict, save) -> None:
